@@ -1,0 +1,238 @@
+"""The one schema for params.yaml.
+
+Stages call :func:`load_params`; library code never reads params.yaml. Any unknown key, wrong
+type or impossible value stops the stage with one message naming the key (exit code 2) before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+GENERATORS = (
+    "dfs", "wilson", "kruskal", "recursive_division",
+    "percolation", "dfs_percolation", "open_field",
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DatasetSpec(_Strict):
+    """One maze dataset: ``data/mazes/<name>.parquet``."""
+
+    generator: Literal[GENERATORS]  # type: ignore[valid-type]
+    grid_n: int = Field(ge=2, le=64)
+    n_mazes: int = Field(gt=0)
+    seed: int = Field(ge=0)
+    # dfs only
+    forkless: bool = False  # "hallway" mazes: the DFS never branches
+    max_cells: int | None = Field(default=None, ge=2)  # stop carving after this many cells
+    max_cells_frac: float | None = Field(default=None, gt=0.0, le=1.0)
+    max_depth: int | None = Field(default=None, ge=1)  # DFS stack depth limit
+    # percolation, dfs_percolation: probability that each lattice edge is (additionally) open
+    p: float | None = Field(default=None, ge=0.0, le=1.0)
+    # open_field: k obstacle blocks of side obstacle_size (cells removed from the field)
+    n_obstacles: int = Field(default=0, ge=0)
+    obstacle_size: int = Field(default=1, ge=1)
+    # endpoints
+    origin_at_dead_end: bool = False
+    target_at_dead_end: bool = False
+    min_manhattan: int = Field(default=0, ge=0)
+    min_path_len: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _options_fit_generator(self) -> "DatasetSpec":
+        g = self.generator
+        dfs_only = {"forkless": self.forkless, "max_cells": self.max_cells,
+                    "max_cells_frac": self.max_cells_frac, "max_depth": self.max_depth}
+        for key, value in dfs_only.items():
+            if value not in (None, False) and g != "dfs":
+                raise ValueError(f"{key} applies only to generator dfs (got generator {g})")
+        if self.max_cells is not None and self.max_cells_frac is not None:
+            raise ValueError("give max_cells or max_cells_frac, not both")
+        if self.max_cells is not None and self.max_cells > self.grid_n**2:
+            raise ValueError(f"max_cells={self.max_cells} exceeds grid_n**2={self.grid_n**2}")
+        if g in ("percolation", "dfs_percolation"):
+            if self.p is None:
+                raise ValueError(f"generator {g} needs p (probability an edge is open)")
+        elif self.p is not None:
+            raise ValueError(f"p applies only to percolation and dfs_percolation (got {g})")
+        if g != "open_field" and (self.n_obstacles or self.obstacle_size != 1):
+            raise ValueError(f"n_obstacles/obstacle_size apply only to open_field (got {g})")
+        if self.n_obstacles * self.obstacle_size**2 > self.grid_n**2 - 2:
+            raise ValueError("obstacles would cover the whole grid")
+        if self.min_manhattan > 2 * (self.grid_n - 1):
+            raise ValueError(f"min_manhattan={self.min_manhattan} is impossible on a {self.grid_n}x{self.grid_n} grid")
+        if self.min_path_len > self.grid_n**2 - 1:
+            raise ValueError(f"min_path_len={self.min_path_len} is impossible on a {self.grid_n}x{self.grid_n} grid")
+        return self
+
+
+class TokenizerSpec(_Strict):
+    max_grid_n: int = Field(ge=2, le=64)  # fixes the vocabulary
+    coord: Literal["unary", "pair"] = "unary"  # "(r,c)" as one token, or "(r," ",c)" as two
+    edges: Literal["adjlist", "walls"] = "adjlist"  # list connections, or the dual: walls
+    edge_order: Literal["shuffled", "sorted"] = "shuffled"
+    seed: int = Field(default=0, ge=0)
+
+
+class TokenizerOverride(_Strict):
+    coord: Literal["unary", "pair"] | None = None
+    edges: Literal["adjlist", "walls"] | None = None
+    edge_order: Literal["shuffled", "sorted"] | None = None
+    seed: int | None = Field(default=None, ge=0)
+
+
+class ModelSpec(_Strict):
+    d_model: int = Field(gt=0)
+    n_layers: int = Field(gt=0)
+    n_heads: int = Field(gt=0)
+    d_head: int = Field(gt=0)
+    d_mlp: int = Field(gt=0)
+    act_fn: Literal["gelu", "relu", "gelu_new", "silu"] = "gelu"
+    normalization: Literal["LN", "none"] = "LN"
+    positional: Literal["learned", "rotary"] = "learned"
+    n_ctx: int | None = Field(default=None, gt=0)  # None: derived from the training tokens
+    seed: int = Field(default=0, ge=0)
+
+
+class TrainSpec(_Strict):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool = False  # autocast on CUDA only
+    batch_size: int = Field(gt=0)
+    max_steps: int = Field(gt=0)
+    lr: float = Field(gt=0.0)
+    min_lr_frac: float = Field(default=0.1, ge=0.0, le=1.0)
+    warmup_steps: int = Field(default=100, ge=0)
+    weight_decay: float = Field(default=0.1, ge=0.0)
+    beta1: float = Field(default=0.9, ge=0.0, lt=1.0)
+    beta2: float = Field(default=0.99, ge=0.0, lt=1.0)
+    grad_clip: float = Field(default=1.0, gt=0.0)
+    loss_on: Literal["path", "all"] = "path"
+    eval_every: int = Field(default=200, gt=0)
+    eval_batches: int = Field(default=8, gt=0)
+    checkpoint_every: int = Field(default=500, gt=0)
+    num_threads: int = Field(default=0, ge=0)  # torch CPU threads; 0 = all cores
+    seed: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> "TrainSpec":
+        if self.warmup_steps >= self.max_steps:
+            raise ValueError(f"warmup_steps={self.warmup_steps} must be < max_steps={self.max_steps}")
+        return self
+
+
+class SuiteSpec(_Strict):
+    dataset: str
+    tokenizer: TokenizerOverride = TokenizerOverride()
+    n_mazes: int | None = Field(default=None, gt=0)  # evaluate only the first n mazes
+
+
+class EvaluateSpec(_Strict):
+    batch_size: int = Field(default=256, gt=0)
+    n_pictures: int = Field(default=16, ge=0)
+    baseline_seed: int = Field(default=0, ge=0)
+    suites: dict[str, SuiteSpec]
+
+
+class ActivationsSpec(_Strict):
+    dataset: str = "test"
+    n_mazes: int = Field(default=1000, gt=0)
+    batch_size: int = Field(default=128, gt=0)
+    hooks: list[str] = ["embed", "resid_post"]  # "embed" = hook_embed + hook_pos_embed
+    positions: list[Literal["path_start", "path", "target_end"]] = ["path_start", "path", "target_end"]
+    shard_rows: int = Field(default=65536, gt=0)
+    control_seed: int = Field(default=12345, ge=0)  # random-init control model
+
+
+class ProbesSpec(_Strict):
+    test_frac: float = Field(default=0.25, gt=0.0, lt=1.0)
+    C: float = Field(default=1.0, gt=0.0)  # inverse L2 strength of the logistic probes
+    ridge_alpha: float = Field(default=1.0, gt=0.0)
+    max_iter: int = Field(default=200, gt=0)
+    max_rows: int = Field(default=20000, gt=0)  # rows per probe fit (subsampled by maze)
+    seed: int = Field(default=0, ge=0)
+
+
+class Params(_Strict):
+    datasets: dict[str, DatasetSpec]
+    tokenizer: TokenizerSpec
+    model: ModelSpec | None = None
+    train: TrainSpec | None = None
+    evaluate: EvaluateSpec | None = None
+    activations: ActivationsSpec | None = None
+    probes: ProbesSpec | None = None
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Params":
+        for name in ("train", "val"):
+            if name not in self.datasets:
+                raise ValueError(f"datasets.{name} is required (the training and validation sets)")
+        for name, spec in self.datasets.items():
+            if not name.replace("_", "").isalnum():
+                raise ValueError(f"dataset name {name!r} must be letters, digits and _")
+            if spec.grid_n > self.tokenizer.max_grid_n and name in ("train", "val"):
+                raise ValueError(
+                    f"datasets.{name}.grid_n={spec.grid_n} exceeds tokenizer.max_grid_n="
+                    f"{self.tokenizer.max_grid_n}"
+                )
+        if self.evaluate is not None:
+            for suite, s in self.evaluate.suites.items():
+                if s.dataset not in self.datasets:
+                    raise ValueError(f"evaluate.suites.{suite}.dataset={s.dataset!r} is not in datasets")
+        if self.activations is not None and self.activations.dataset not in self.datasets:
+            raise ValueError(f"activations.dataset={self.activations.dataset!r} is not in datasets")
+        return self
+
+
+class ParamsError(ValueError):
+    """params.yaml is invalid; the message names every offending key."""
+
+
+def _format(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        got = e.get("input")
+        got_txt = "" if e["type"] in ("extra_forbidden", "missing") or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {key}: {msg}{got_txt}")
+    return "\n".join(lines)
+
+
+def parse_params(raw: object, source: str = "params.yaml") -> Params:
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: top level must be a mapping of keys, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(f"{source} is invalid:\n{_format(err)}") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path} not found") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path} is not valid YAML: {exc}") from None
+    return parse_params(raw, str(path))
+
+
+def load_params_or_exit(path: str | Path = "params.yaml") -> Params:
+    """For stages: print the one clear message and exit 2 on bad params."""
+    try:
+        return load_params(path)
+    except ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
