@@ -178,7 +178,7 @@ class Params(_Strict):
         for name, spec in self.datasets.items():
             if not name.replace("_", "").isalnum():
                 raise ValueError(f"dataset name {name!r} must be letters, digits and _")
-            if spec.grid_n > self.tokenizer.max_grid_n and name in ("train", "val"):
+            if spec.grid_n > self.tokenizer.max_grid_n:
                 raise ValueError(
                     f"datasets.{name}.grid_n={spec.grid_n} exceeds tokenizer.max_grid_n="
                     f"{self.tokenizer.max_grid_n}"
