@@ -22,7 +22,6 @@ test: install
 	$(BIN)/python -m pytest -q -n 2
 
 bench: install
-	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python -m mazesearch.bench all
 
 .PHONY: install demo test bench
