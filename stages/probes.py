@@ -27,6 +27,9 @@ from mazesearch.probes import ProbeConfig, run_probes
 from mazesearch.render import render_cell_heatmap, render_edge_heatmap
 
 
+POSITIVE_CLASS = {"future_path": "still ahead", "on_solution": "on a shortest path", "walls": "open"}
+
+
 def open_store(path: Path):
     # imported here: the cache module is C's; its reader must not pull in transformer_lens
     from mazesearch.activations import ActivationStore
@@ -48,7 +51,8 @@ def write_reports(metrics: dict, per_output_f1: dict, grid_n: int, out_dir: Path
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "by_layer").mkdir(parents=True)
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    text = json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False)
+    (tmp / "metrics.json").write_text(text + "\n")
     for name, probe in metrics.items():
         (tmp / "by_layer" / f"{name}.csv").write_text(_by_layer_csv(probe))
     maps = {}
@@ -56,7 +60,7 @@ def write_reports(metrics: dict, per_output_f1: dict, grid_n: int, out_dir: Path
         layer = metrics[name]["best_layer"] or next(iter(metrics[name]["layers"]))
         values = np.asarray(by_layer[layer], dtype=np.float64)
         maps[name] = {"layer": layer, "values": [None if math.isnan(v) else float(v) for v in values]}
-        title = f"{name} probe F1 at {layer}"
+        title = f"{name}: F1 of '{POSITIVE_CLASS.get(name, 'true')}' at {layer}"
         if name == "walls":
             render_edge_heatmap(values, grid_n, tmp / f"{name}_f1.png", title=title)
         else:
@@ -67,7 +71,9 @@ def write_reports(metrics: dict, per_output_f1: dict, grid_n: int, out_dir: Path
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--mazes-dir", default="data/mazes")
     ap.add_argument("--activations-dir", default="data/activations")
@@ -87,13 +93,12 @@ def main(argv: list[str] | None = None) -> None:
     write_reports(metrics, per_output_f1, mazes.grid_n, Path(args.out_dir))
 
     for name, probe in metrics.items():
-        best = probe["best_layer"]
-        row = probe["layers"][best] if best else None
-        text = "undefined" if row is None else (
-            f"{probe['main_score']} {row['trained'][probe['main_score']]:.3f} at {best} "
-            f"(random_init {row['random_init'][probe['main_score']]}, permuted {row['permuted'][probe['main_score']]})"
-        )
-        print(f"{name:>15}: {text}")
+        best, main = probe["best_layer"], probe["main_score"]
+        if best is None:
+            print(f"{name:>15}: undefined (labels constant or no test rows)")
+            continue
+        runs = {run: probe["layers"][best][run][main] for run in ("trained", "random_init", "permuted")}
+        print(f"{name:>15}: {main} at {best}: " + ", ".join(f"{k} {v}" for k, v in runs.items()))
 
 
 if __name__ == "__main__":
