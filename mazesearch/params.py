@@ -137,7 +137,7 @@ class SuiteSpec(_Strict):
 
 class EvaluateSpec(_Strict):
     batch_size: int = Field(default=256, gt=0)
-    n_pictures: int = Field(default=16, ge=0)
+    n_pictures: int = Field(default=16, ge=1)
     baseline_seed: int = Field(default=0, ge=0)
     suites: dict[str, SuiteSpec]
 

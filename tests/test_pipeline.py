@@ -106,13 +106,16 @@ def _downstream(repo, changed_stages):
 
 
 @pytest.mark.parametrize(
-    "key,value,must_run",
+    "key,value,readers",
     [
-        ("tokenizer.seed", 7, {"tokenize@train", "tokenize@test"}),
-        ("datasets.test.seed", 33, {"generate@test", "tokenize@test"}),
+        ("tokenizer.seed", 7, ("tokenize@",)),
+        ("datasets.test.seed", 33, ("generate@test", "tokenize@test")),
     ],
 )
-def test_changing_a_key_reruns_only_downstream(repo, key, value, must_run):
+def test_changing_a_key_reruns_only_downstream(repo, key, value, readers):
+    """`readers` name (by prefix) the stages that read `key`: they must rerun; besides them only
+    stages downstream of them may rerun (DVC skips those whose inputs come out byte-identical)."""
+    must_run = {s for s in _stage_names(repo) if s.startswith(readers)}
     _set_param(repo, key, value)
     ran, out = _repro(repo)
     allowed = _downstream(repo, must_run)

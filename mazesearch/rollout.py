@@ -1,0 +1,445 @@
+"""Batched greedy decoding: what does the model write after ``<PATH_START>``?
+
+Two decoders share one loop (``_decode``):
+
+* :func:`greedy_rollout` takes any ``logits_fn(tokens [batch, pos]) -> logits [batch, pos, vocab]``
+  and re-runs it over the whole right-padded sequence at every step (reference; fake models in
+  tests; anything that is not our GPT);
+* :func:`greedy_rollout_cached` drives a :class:`mazesearch.model.GPT` with a key/value cache:
+  the prompts are run once (left-padded, with per-row positions and a padding mask) and every
+  step then feeds one token per row. Same tokens as the reference (tests/test_rollout.py), many
+  times faster on CPU, since a maze prompt is ~100 tokens and a path ~10.
+
+Both sort prompts by length so a batch pads little, stop a row at ``<PATH_END>`` or its cap,
+drop finished rows from the batch as they accumulate, and stop when every row is done. Greedy
+means ``argmax`` (ties go to the lowest id): same model, same prompts -> same output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mazesearch.model import apply_rotary, rotary_tables
+
+LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # LongTensor [batch, pos] -> [batch, pos, vocab]
+COMPACT_BELOW = 0.75  # drop finished rows once fewer than this fraction of the batch is alive
+
+
+def _check_prompts(prompts: Sequence[np.ndarray]) -> np.ndarray:
+    lengths = np.array([len(p) for p in prompts], dtype=np.int64)
+    if len(prompts) and lengths.min() < 1:
+        raise ValueError(f"prompt {int(np.argmin(lengths))} is empty: every prompt needs at least one token")
+    return lengths
+
+
+def _row_caps(lengths: np.ndarray, max_new_tokens: int, n_ctx: int | None) -> np.ndarray:
+    """Tokens each row may generate: max_new_tokens, and the whole sequence must fit n_ctx."""
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+    caps = np.full(len(lengths), int(max_new_tokens), dtype=np.int64)
+    if n_ctx is not None:
+        caps = np.minimum(caps, n_ctx - lengths)
+        if len(caps) and caps.min() < 1:
+            i = int(np.argmin(caps))
+            raise ValueError(f"prompt {i} has {lengths[i]} tokens: n_ctx={n_ctx} leaves no room to generate")
+    return caps
+
+
+# ---------------------------------------------------------------------------- decoder states
+
+
+class _Recompute:
+    """Right-padded token buffer; every step re-runs ``logits_fn`` over all of it."""
+
+    def __init__(self, logits_fn: LogitsFn, prompts: list[np.ndarray], pad_id: int, width: int, device):
+        self.logits_fn = logits_fn
+        lengths = torch.tensor([len(p) for p in prompts], dtype=torch.long)
+        self.buf = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+        for r, p in enumerate(prompts):
+            self.buf[r, : len(p)] = torch.from_numpy(np.asarray(p, dtype=np.int64))
+        self.buf, self.cur = self.buf.to(device), lengths.to(device)  # cur: tokens so far per row
+
+    def next_logits(self) -> torch.Tensor:  # [rows, vocab]
+        width = int(self.cur.max())
+        logits = self.logits_fn(self.buf[:, :width])  # [rows, width, vocab]
+        # Causal attention: the pads right of a row's end never reach its last real position.
+        return logits[torch.arange(len(self.cur), device=self.cur.device), self.cur - 1]
+
+    def append(self, tokens: torch.Tensor, alive: torch.Tensor) -> None:  # [rows], bool [rows]
+        # Finished rows stay put, so the buffer never grows past an alive row's cap (n_ctx).
+        rows = torch.nonzero(alive).squeeze(1)
+        self.buf[rows, self.cur[rows]] = tokens[rows]
+        self.cur = self.cur + alive
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.buf, self.cur = self.buf[rows], self.cur[rows]
+
+
+class _KVCache:
+    """Our GPT with a key/value cache over left-padded prompts (see module doc).
+
+    Repeats GPT.forward's math (mazesearch/model.py) one position at a time; a test checks the
+    two agree. Row r's token in column j sits at position ``j - pad[r]``; pad columns are
+    masked out as keys, so real tokens attend exactly what they would unpadded.
+    """
+
+    def __init__(self, model, prompts: list[np.ndarray], pad_id: int, width: int, device,
+                 teacher: list[np.ndarray] | None = None):
+        self.model, cfg = model, model.cfg
+        lengths = np.array([len(p) for p in prompts], dtype=np.int64)
+        L = int(lengths.max())
+        T = max((len(t) for t in teacher), default=0) if teacher is not None else 0
+        width = max(width, L + T)
+        tokens = torch.full((len(prompts), L + T), pad_id, dtype=torch.long)
+        for r, p in enumerate(prompts):
+            tokens[r, L - len(p) : L] = torch.from_numpy(np.asarray(p, dtype=np.int64))
+            if T:  # teacher tokens follow the prompt; causal attention keeps them out of its keys
+                tokens[r, L : L + len(teacher[r])] = torch.from_numpy(np.asarray(teacher[r], dtype=np.int64))
+        self.device = device
+        self.pad = torch.from_numpy(L - lengths).to(device)  # [rows] left pad per row
+        self.padded = bool(self.pad.max() > 0)
+        self.max_pos = cfg.n_ctx - 1 if cfg.positional == "learned" else width - 1
+        b, h, d = len(prompts), cfg.n_heads, cfg.d_head
+        dtype = next(model.parameters()).dtype
+        self.k = [torch.empty(b, h, width, d, dtype=dtype, device=device) for _ in range(cfg.n_layers)]
+        self.v = [torch.empty(b, h, width, d, dtype=dtype, device=device) for _ in range(cfg.n_layers)]
+        if cfg.positional == "rotary":
+            cos, sin = (t.to(dtype) for t in rotary_tables(width, d, device=device))
+            self.rotary = (cos, sin)  # [width, d_head] each
+        # One pass over prompt (+ teacher): logits from the last prompt column on.
+        logits = self._forward(tokens.to(device), 0, first_logit_col=L - 1)  # [rows, 1 + T, vocab]
+        self._last = logits[:, 0]
+        self.teacher_argmax = logits[:, :T].argmax(-1) if T else None  # [rows, T]
+        self.col = L  # decoding overwrites the teacher's columns from here on
+
+    def _positions(self, start: int, t: int) -> torch.Tensor:  # [rows, t]
+        cols = torch.arange(start, start + t, device=self.device)
+        # Clamped: pad columns, and finished rows still riding along past their cap, get some
+        # valid position; their outputs are never used.
+        return (cols[None, :] - self.pad[:, None]).clamp(0, self.max_pos)
+
+    def _mask(self, start: int, t: int) -> torch.Tensor | None:  # [rows, 1, t, start + t] or None
+        if not self.padded:
+            return None
+        q = torch.arange(start, start + t, device=self.device)[:, None]
+        k = torch.arange(start + t, device=self.device)[None, :]
+        allowed = (k <= q) & (k >= self.pad[:, None, None])  # [rows, t, keys]
+        allowed |= k == q  # pad queries see themselves: no all-masked row (their output is unused)
+        return allowed[:, None]
+
+    def _forward(self, tokens: torch.Tensor, start: int, first_logit_col: int | None = None) -> torch.Tensor:
+        """Run tokens [rows, t] at columns start..start+t-1 (filling the cache).
+
+        Returns the last column's logits [rows, vocab], or with ``first_logit_col`` the logits of
+        every column from there to the end [rows, cols, vocab].
+        """
+        m, cfg = self.model, self.model.cfg
+        b, t = tokens.shape
+        pos = self._positions(start, t)
+        resid = m.embed(tokens)  # [rows, t, d_model]
+        rotary = None
+        if m.pos_embed is not None:
+            resid = resid + m.pos_embed.weight[pos]
+        else:
+            cos, sin = self.rotary
+            rotary = (cos[pos][:, None], sin[pos][:, None])  # [rows, 1, t, d_head]
+        mask = self._mask(start, t)
+        end = start + t
+        for layer, block in enumerate(m.blocks):
+            attn = block.attn
+            x = block.ln1(resid)
+            w = torch.cat((attn.q.weight, attn.k.weight, attn.v.weight))
+            bias = torch.cat((attn.q.bias, attn.k.bias, attn.v.bias))
+            qkv = F.linear(x, w, bias).view(b, t, 3, cfg.n_heads, cfg.d_head)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [rows, head, t, d_head]
+            if rotary is not None:
+                q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+            self.k[layer][:, :, start:end] = k
+            self.v[layer][:, :, start:end] = v
+            keys, values = self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+            if mask is None:  # unpadded: plain causal attention over the cache
+                z = F.scaled_dot_product_attention(q, keys, values, is_causal=(t > 1 and start == 0))
+            else:
+                z = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+            resid = resid + attn.o(z.transpose(1, 2).reshape(b, t, cfg.n_heads * cfg.d_head))
+            resid = resid + block.mlp(block.ln2(resid))
+        if first_logit_col is None:
+            return m.unembed(m.ln_final(resid[:, -1]))  # [rows, vocab]
+        return m.unembed(m.ln_final(resid[:, first_logit_col - start :]))  # [rows, cols, vocab]
+
+    def next_logits(self) -> torch.Tensor:
+        return self._last
+
+    def append(self, tokens: torch.Tensor, alive: torch.Tensor) -> None:
+        self._last = self._forward(tokens[:, None], self.col)
+        self.col += 1
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.pad = self.pad[rows]
+        self.teacher_argmax = None  # already collected by the loop
+        self.k = [k[rows] for k in self.k]
+        self.v = [v[rows] for v in self.v]
+        self._last = self._last[rows]
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+@torch.inference_mode()
+def _decode(make_state, prompts, caps: np.ndarray, end_id: int, batch_size: int, device,
+            teacher_lengths: np.ndarray | None = None) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """Greedy-decode ``prompts`` in length-sorted chunks through ``make_state(rows, width)``.
+
+    Returns (generated ids per prompt, teacher argmax per prompt or None), in input order.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    lengths = np.array([len(p) for p in prompts], dtype=np.int64)
+    out: list[np.ndarray] = [np.zeros(0, dtype=np.int32)] * len(prompts)
+    teacher_out = None if teacher_lengths is None else list(out)
+    order = np.argsort(lengths, kind="stable")  # similar lengths share a batch: little padding
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        chunk_caps = caps[rows]
+        steps = int(chunk_caps.max())
+        width = int(lengths[rows].max()) + steps
+        state = make_state(rows, width)
+        if teacher_out is not None and state.teacher_argmax is not None:  # scored in the prefill
+            tf = state.teacher_argmax.cpu().numpy()
+            for j, r in enumerate(rows):
+                teacher_out[r] = tf[j, : teacher_lengths[r]].astype(np.int32)
+        generated = torch.zeros(len(rows), steps, dtype=torch.long, device=device)
+        n_gen = torch.zeros(len(rows), dtype=torch.long, device=device)
+        cap = torch.from_numpy(chunk_caps).to(device)
+        live = torch.arange(len(rows), device=device)  # chunk rows still in the state, in order
+        alive = torch.ones(len(rows), dtype=torch.bool, device=device)  # per state row
+        for step in range(steps):
+            nxt = state.next_logits().argmax(-1)  # [state rows]
+            write = live[alive]
+            generated[write, step] = nxt[alive]
+            n_gen[write] += 1
+            alive &= (nxt != end_id) & (n_gen[live] < cap[live])
+            n_alive = int(alive.sum())
+            if n_alive == 0:
+                break
+            if n_alive < COMPACT_BELOW * len(alive):
+                keep = torch.nonzero(alive).squeeze(1)
+                state.keep(keep)
+                live, nxt, alive = live[keep], nxt[keep], alive[keep]
+            state.append(nxt, alive)
+        generated, n_gen = generated.cpu().numpy(), n_gen.cpu().numpy()
+        for j, r in enumerate(rows):
+            out[r] = generated[j, : n_gen[j]].astype(np.int32)
+    return out, teacher_out
+
+
+def greedy_rollout(
+    logits_fn: LogitsFn,
+    prompts: Sequence[np.ndarray],
+    max_new_tokens: int,
+    end_id: int,
+    pad_id: int,
+    batch_size: int = 256,
+    n_ctx: int | None = None,
+    device: str | torch.device = "cpu",
+) -> list[np.ndarray]:
+    """Greedy continuation of every prompt with any ``logits_fn`` (full recompute per step).
+
+    Returns, per prompt in input order, the generated ids ``int32 [k]``: up to and including
+    ``end_id``, or ``min(max_new_tokens, n_ctx - len(prompt))`` tokens if it never came.
+    """
+    lengths = _check_prompts(prompts)
+    caps = _row_caps(lengths, max_new_tokens, n_ctx)
+    make = lambda rows, width: _Recompute(logits_fn, [prompts[r] for r in rows], pad_id, width, device)  # noqa: E731
+    return _decode(make, prompts, caps, end_id, batch_size, device)[0]
+
+
+def greedy_rollout_cached(
+    model,
+    prompts: Sequence[np.ndarray],
+    max_new_tokens: int,
+    end_id: int,
+    pad_id: int,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    teacher: Sequence[np.ndarray] | None = None,
+):
+    """:func:`greedy_rollout` for a :class:`mazesearch.model.GPT`, with a key/value cache.
+
+    Learned positions cap every sequence at ``model.cfg.n_ctx``; rotary models have no position
+    table and may run past the length they were trained on.
+
+    ``teacher`` (optional, one token array per prompt, e.g. the true path) rides along in the
+    prompt pass for free: then returns ``(generated, teacher_argmax)`` where
+    ``teacher_argmax[i][k]`` is the model's argmax for ``teacher[i][k]`` having read
+    ``prompt + teacher[i][:k]`` (entry 0 equals the first generated token).
+    """
+    device = next(model.parameters()).device if device is None else torch.device(device)
+    lengths = _check_prompts(prompts)
+    n_ctx = model.cfg.n_ctx if model.cfg.positional == "learned" else None
+    caps = _row_caps(lengths, max_new_tokens, n_ctx)
+    teacher_lengths = None
+    if teacher is not None:
+        if len(teacher) != len(prompts):
+            raise ValueError(f"teacher has {len(teacher)} entries, prompts has {len(prompts)}")
+        teacher_lengths = np.array([len(t) for t in teacher], dtype=np.int64)
+        if n_ctx is not None and len(prompts) and (lengths + teacher_lengths).max() > n_ctx:
+            i = int(np.argmax(lengths + teacher_lengths))
+            raise ValueError(f"prompt {i} + teacher is {lengths[i] + teacher_lengths[i]} tokens > n_ctx={n_ctx}")
+    was_training = model.training
+    model.eval()
+    try:
+        def make(rows, width):
+            chunk = [prompts[r] for r in rows]
+            return _KVCache(model, chunk, pad_id, width, device, None if teacher is None else [teacher[r] for r in rows])
+
+        generated, teacher_argmax = _decode(make, prompts, caps, end_id, batch_size, device, teacher_lengths)
+    finally:
+        model.train(was_training)
+    return generated if teacher is None else (generated, teacher_argmax)
+
+
+@torch.inference_mode()
+def teacher_forced_argmax(
+    logits_fn: LogitsFn,
+    sequences: Sequence[np.ndarray],
+    positions: Sequence[np.ndarray],
+    pad_id: int,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+) -> list[np.ndarray]:
+    """The model's argmax next token at given positions of given (teacher-forced) sequences.
+
+    ``positions[i]`` (ints in ``0..len(sequences[i])-1``) index sequence i; entry k of the
+    result is ``argmax logits[positions[i][k]]``, the model's guess for the token after it.
+    """
+    if len(positions) != len(sequences):
+        raise ValueError(f"positions has {len(positions)} entries, sequences has {len(sequences)}")
+    lengths = _check_prompts(sequences)
+    for i, pos in enumerate(positions):
+        pos = np.asarray(pos)
+        if pos.size and (pos.min() < 0 or pos.max() >= lengths[i]):
+            raise ValueError(f"positions[{i}] must lie in 0..{lengths[i] - 1}")
+    out: list[np.ndarray] = [np.zeros(0, dtype=np.int32)] * len(sequences)
+    order = np.argsort(lengths, kind="stable")
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = int(lengths[rows].max())
+        buf = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        for j, r in enumerate(rows):
+            buf[j, : lengths[r]] = torch.from_numpy(np.asarray(sequences[r], dtype=np.int64))
+        pred = logits_fn(buf.to(device)).argmax(-1).cpu().numpy()  # [rows, width]
+        for j, r in enumerate(rows):
+            out[r] = pred[j, np.asarray(positions[r], dtype=np.int64)].astype(np.int32)
+    return out
+
+
+# ---------------------------------------------------------------------------- mazes in, walks out
+
+
+def _is_gpt(model) -> bool:
+    return hasattr(model, "cfg") and hasattr(model, "blocks") and hasattr(model, "unembed")
+
+
+def _run(model, prompts, max_new_tokens, end_id, pad_id, batch_size, n_ctx, device):
+    """Cached decoding for our GPT; the full-recompute reference for any other logits_fn."""
+    if _is_gpt(model):
+        return greedy_rollout_cached(model, prompts, max_new_tokens, end_id, pad_id, batch_size, device)
+    return greedy_rollout(model, prompts, max_new_tokens, end_id, pad_id, batch_size, n_ctx, device or "cpu")
+
+
+def tokens_per_cell(coord: str) -> int:
+    if coord not in ("unary", "pair"):
+        raise ValueError(f"coord must be 'unary' or 'pair', got {coord!r}")
+    return 2 if coord == "pair" else 1
+
+
+def _walks(generated, vocab, grid_n: int, coord: str):
+    from mazesearch.decode import decode_path
+    from mazesearch.metrics import Walks
+
+    decoded = [decode_path(g, vocab, grid_n, coord) for g in generated]
+    return Walks.from_lists([d[0] for d in decoded], [d[2] for d in decoded])
+
+
+def _first_cells(chunks, vocab, grid_n: int, coord: str) -> np.ndarray:
+    """The first cell each token chunk names (-1 if none): ``int32 [len(chunks)]``."""
+    from mazesearch.decode import decode_path
+
+    cells = [decode_path(c, vocab, grid_n, coord)[0] for c in chunks]
+    return np.array([c[0] if c else -1 for c in cells], dtype=np.int32)
+
+
+def _path_setup(tokens, vocab, grid_n: int, coord: str):
+    w = tokens_per_cell(coord)
+    prompts = [tokens.prompt(i) for i in range(len(tokens))]
+    max_new = w * (grid_n * grid_n + grid_n) + 1  # every cell once, room to show a loop, <PATH_END>
+    return prompts, max_new, vocab.token_to_id["<PATH_END>"]
+
+
+def predict_paths(model, tokens, vocab, grid_n: int, coord: str, batch_size: int = 256,
+                  n_ctx: int | None = None, device=None):
+    """Greedy paths for every maze of a ``TokenBatch`` (prompt = tokens up to ``<PATH_START>``).
+
+    ``model`` is a GPT (cached decoding) or any ``logits_fn`` (then ``n_ctx`` caps lengths).
+    A path may have up to ``grid_n**2 + grid_n`` cells (every cell once, plus room to show a
+    loop). Returns ``(generated ids per maze, metrics.Walks)``.
+    """
+    prompts, max_new, end_id = _path_setup(tokens, vocab, grid_n, coord)
+    generated = _run(model, prompts, max_new, end_id, vocab.pad_id, batch_size, n_ctx, device)
+    return generated, _walks(generated, vocab, grid_n, coord)
+
+
+def _fork_positions(tokens, batch, w: int) -> list[np.ndarray]:
+    """Per maze, the index of the last token of each decision cell in the full sequence."""
+    from mazesearch.metrics import decision_points
+
+    fork_k, fork_off = decision_points(batch)
+    return [tokens.prompt_len[i] + w * fork_k[fork_off[i] : fork_off[i + 1]] + (w - 1) for i in range(len(tokens))]
+
+
+def predict_forks(model, tokens, batch, vocab, coord: str, batch_size: int = 256, device=None) -> np.ndarray:
+    """The model's next cell at every decision point of the stored paths, teacher-forced.
+
+    The model reads the true sequence up to and including the decision cell. Unary coordinates:
+    one forward pass per maze, argmax at the decision cell's token. Pair coordinates: the next
+    cell takes two tokens, so each decision prefix is decoded greedily for two tokens.
+    ``int32 [F]`` aligned with ``metrics.decision_points(batch)``; -1 = not a cell.
+    """
+    w = tokens_per_cell(coord)
+    positions = _fork_positions(tokens, batch, w)
+    if w == 1:
+        device = device or (next(model.parameters()).device if _is_gpt(model) else "cpu")
+        ids = teacher_forced_argmax(model, [tokens.tokens(i) for i in range(len(tokens))], positions,
+                                    vocab.pad_id, batch_size, device)
+        chunks = [np.array([t]) for row in ids for t in row]
+    else:
+        prefixes = [tokens.tokens(i)[: p + 1] for i in range(len(tokens)) for p in positions[i]]
+        end_id = vocab.token_to_id["<PATH_END>"]
+        chunks = _run(model, prefixes, 2, end_id, vocab.pad_id, batch_size, None, device) if prefixes else []
+    return _first_cells(chunks, vocab, batch.grid_n, coord)
+
+
+def predict(model, tokens, batch, vocab, coord: str, batch_size: int = 256, n_ctx: int | None = None, device=None):
+    """Greedy paths and teacher-forced fork choices: ``(generated, metrics.Walks, fork_pred)``.
+
+    For our GPT with unary coordinates, one cached pass does both: the true path rides along
+    behind each prompt in the prompt pass (``greedy_rollout_cached(teacher=...)``), then
+    decoding continues from the prompt. Otherwise :func:`predict_paths` + :func:`predict_forks`.
+    """
+    if not (_is_gpt(model) and coord == "unary"):
+        generated, walks = predict_paths(model, tokens, vocab, batch.grid_n, coord, batch_size, n_ctx, device)
+        return generated, walks, predict_forks(model, tokens, batch, vocab, coord, batch_size, device)
+    prompts, max_new, end_id = _path_setup(tokens, vocab, batch.grid_n, coord)
+    # the true path's cell tokens (without <PATH_END>: the target is never a decision point)
+    teacher = [tokens.tokens(i)[tokens.prompt_len[i] : -1] for i in range(len(tokens))]
+    generated, argmax = greedy_rollout_cached(model, prompts, max_new, end_id, vocab.pad_id, batch_size,
+                                              device, teacher=teacher)
+    positions = _fork_positions(tokens, batch, 1)
+    # argmax[i][k] predicts teacher token k; the cell after the decision cell at token j is k = j + 1
+    chunks = [np.array([argmax[i][p - tokens.prompt_len[i] + 1]]) for i in range(len(tokens)) for p in positions[i]]
+    return generated, _walks(generated, vocab, batch.grid_n, coord), _first_cells(chunks, vocab, batch.grid_n, coord)

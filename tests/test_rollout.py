@@ -1,0 +1,366 @@
+"""Greedy decoding: an oracle that writes the true path scores exact=1, garbage never crashes,
+caps hold, and the key/value-cached GPT decoder gives the reference decoder's tokens."""
+
+import numpy as np
+import pytest
+import torch
+
+from mazesearch.dataset import build_mazes
+from mazesearch.metrics import compute_metrics, decision_points
+from mazesearch.model import GPT, ModelConfig
+from mazesearch.rollout import (
+    _KVCache, greedy_rollout, greedy_rollout_cached, predict, predict_forks, predict_paths, teacher_forced_argmax,
+)
+from mazesearch.tokens import TokenizerOptions, Vocab, encode
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models: threads only contend (the machine is shared); restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    return Vocab.build(6)
+
+
+@pytest.fixture(scope="module")
+def trees():
+    batch, _ = build_mazes(generator="dfs", grid_n=4, n_mazes=40, seed=1)
+    return batch
+
+
+@pytest.fixture(scope="module")
+def cyclic():
+    batch, _ = build_mazes(generator="percolation", grid_n=4, n_mazes=40, seed=2, p=0.7)
+    return batch
+
+
+class Oracle:
+    """A fake model that knows every maze's true sequence and predicts its next token.
+
+    Rows are recognised by their prompt (the tokens up to the first <PATH_START>); a position
+    past the true sequence predicts <PATH_END>. ``wrong`` maps a position offset after
+    <PATH_START> to a token to emit instead (to script mistakes).
+    """
+
+    def __init__(self, tokens, vocab, wrong=None, instead_of_end=None):
+        self.vocab, self.V = vocab, len(vocab)
+        self.start, self.end = vocab.token_to_id["<PATH_START>"], vocab.token_to_id["<PATH_END>"]
+        self.truth = {bytes(tokens.prompt(i).astype(np.int64)): tokens.tokens(i).astype(np.int64)
+                      for i in range(len(tokens))}
+        self.wrong = wrong or {}
+        self.instead_of_end = instead_of_end  # never write <PATH_END>: write this token instead
+        self.calls = 0
+
+    def __call__(self, x):  # [batch, pos] -> [batch, pos, vocab]
+        self.calls += 1
+        x = x.cpu().numpy()
+        P = x.shape[1]
+        nxt = np.empty(x.shape, dtype=np.int64)
+        for r, row in enumerate(x):
+            cut = int(np.flatnonzero(row == self.start)[0]) + 1
+            true = self.truth[bytes(row[:cut].astype(np.int64))]
+            nxt[r] = self.end
+            k = min(P, len(true) - 1)
+            nxt[r, :k] = true[1 : k + 1]
+            for offset, token in self.wrong.items():
+                if 0 <= cut - 1 + offset < P:
+                    nxt[r, cut - 1 + offset] = token
+        if self.instead_of_end is not None:
+            nxt[nxt == self.end] = self.instead_of_end
+        return torch.nn.functional.one_hot(torch.from_numpy(nxt), self.V).float()
+
+
+def _garbage(seed, V):
+    gen = torch.Generator().manual_seed(seed)
+    return lambda x: torch.randn(x.shape[0], x.shape[1], V, generator=gen)
+
+
+@pytest.mark.parametrize("coord", ["unary", "pair"])
+@pytest.mark.parametrize("which", ["trees", "cyclic"])
+def test_oracle_scores_exact(which, coord, vocab, request):
+    batch = request.getfixturevalue(which)
+    tokens = encode(batch, vocab, TokenizerOptions(coord=coord))
+    oracle = Oracle(tokens, vocab)
+    generated, walks = predict_paths(oracle, tokens, vocab, batch.grid_n, coord, batch_size=16)
+    for i in range(len(batch)):  # generated = the true continuation, <PATH_END> included
+        assert generated[i].tolist() == tokens.tokens(i)[tokens.prompt_len[i]:].tolist()
+        assert walks.walk(i).tolist() == batch.path(i).tolist()
+    forks = predict_forks(oracle, tokens, batch, vocab, coord, batch_size=16)
+    m = compute_metrics(batch, walks, forks)
+    assert m["exact_path"].all() and m["correct_end"].all() and m["valid_path"].all()
+    assert (m["node_overlap"] == 1).all() and (m["length_ratio"] == 1).all()
+    has_forks = m["n_forks"] > 0
+    assert has_forks.any() and (m["frac_forks_correct"][has_forks] == 1).all()
+
+
+def test_scripted_mistakes_are_scored(trees, vocab):
+    tokens = encode(trees, vocab, TokenizerOptions())
+    # position 0 after <PATH_START> is the origin; write a garbage token at the second cell
+    oracle = Oracle(tokens, vocab, wrong={1: vocab.token_to_id["<ADJLIST_START>"]})
+    _, walks = predict_paths(oracle, tokens, vocab, trees.grid_n, "unary", batch_size=8)
+    m = compute_metrics(trees, walks)
+    assert not m["exact_path"].any() and not m["valid_path"].any()
+    assert (m["n_invalid"] == 1).all() and m["ended"].all()
+    # an off-grid coordinate (5,5) on a 4x4 grid is invalid too; a missing <PATH_END> is scored
+    oracle = Oracle(tokens, vocab, wrong={1: vocab.token_to_id["(5,5)"]})
+    _, walks = predict_paths(oracle, tokens, vocab, trees.grid_n, "unary", batch_size=8)
+    assert (compute_metrics(trees, walks)["n_invalid"] == 1).all()
+    no_end = Oracle(tokens, vocab, instead_of_end=vocab.token_to_id["(5,0)"])
+    _, walks = predict_paths(no_end, tokens, vocab, trees.grid_n, "unary")
+    m = compute_metrics(trees, walks)
+    assert not m["ended"].any() and not m["exact_path"].any() and m["target_reached"].all()
+    assert (m["n_pred_cells"] == 4 * 4 + 4 + 1).all()  # the cap: grid_n**2 + grid_n cells + <PATH_END>
+
+
+def test_garbage_model_does_not_crash(trees, cyclic, vocab):
+    for batch, coord in ((trees, "unary"), (cyclic, "pair")):
+        tokens = encode(batch, vocab, TokenizerOptions(coord=coord))
+        fn = _garbage(0, len(vocab))
+        generated, walks = predict_paths(fn, tokens, vocab, batch.grid_n, coord, batch_size=7)
+        w = 2 if coord == "pair" else 1
+        assert all(1 <= len(g) <= w * 20 + 1 for g in generated)
+        forks = predict_forks(fn, tokens, batch, vocab, coord, batch_size=7)
+        assert forks.shape == decision_points(batch)[0].shape
+        m = compute_metrics(batch, walks, forks)
+        assert m["n_invalid"].sum() > 0 and not m["exact_path"].any()
+
+
+def test_caps_and_early_stop():
+    V, end, pad = 5, 4, 0
+    prompts = [np.array([1, 2, 3]), np.array([1] * 10), np.array([2, 2])]
+
+    def never_end(x):
+        out = torch.zeros(*x.shape, V)
+        out[..., 3] = 1.0
+        return out
+
+    gen = greedy_rollout(never_end, prompts, max_new_tokens=6, end_id=end, pad_id=pad, batch_size=2, n_ctx=13)
+    assert [len(g) for g in gen] == [6, 3, 6]  # the 10-token prompt has room for 3 (n_ctx 13)
+    assert all((g == 3).all() for g in gen)
+
+    def end_after_two(x):  # <end> once a row holds two 3s
+        out = torch.zeros(*x.shape, V)
+        threes = (x == 3).cumsum(1)
+        out[..., 3] = 1.0
+        out[..., end] = (threes >= 2).float() * 2
+        return out
+
+    gen = greedy_rollout(end_after_two, prompts, max_new_tokens=50, end_id=end, pad_id=pad, batch_size=3)
+    assert [g.tolist() for g in gen] == [[3, end], [3, 3, end], [3, 3, end]]
+    with pytest.raises(ValueError, match="n_ctx"):
+        greedy_rollout(never_end, prompts, max_new_tokens=5, end_id=end, pad_id=pad, n_ctx=10)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        greedy_rollout(never_end, prompts, max_new_tokens=0, end_id=end, pad_id=pad)
+
+
+def test_teacher_forced_argmax_positions(trees, vocab):
+    tokens = encode(trees, vocab, TokenizerOptions())
+    seqs = [tokens.tokens(i) for i in range(len(tokens))]
+    positions = [np.arange(tokens.prompt_len[i] - 1, len(seqs[i]) - 1) for i in range(len(tokens))]
+    got = teacher_forced_argmax(Oracle(tokens, vocab), seqs, positions, vocab.pad_id, batch_size=9)
+    for i in range(len(tokens)):
+        assert got[i].tolist() == seqs[i][tokens.prompt_len[i]:].tolist()
+
+
+def _random_gpt(positional, V, n_ctx=80, seed=0):
+    cfg = ModelConfig(d_model=32, n_layers=2, n_heads=2, d_head=16, d_mlp=64, n_ctx=n_ctx, d_vocab=V,
+                      positional=positional)
+    model = GPT(cfg, seed=seed)
+    with torch.no_grad():  # larger weights: argmax moves around more, so outputs differ per row
+        for p in model.parameters():
+            p.mul_(3.0)
+    return model.eval()
+
+
+@pytest.mark.parametrize("positional", ["learned", "rotary"])
+def test_kv_cache_matches_full_forward(positional):
+    V = 23
+    model = _random_gpt(positional, V)
+    rng = np.random.default_rng(0)
+    prompts = [rng.integers(0, V, size=k) for k in (9, 4, 9, 13, 1)]  # ragged: left padding + mask
+    with torch.inference_mode():
+        state = _KVCache(model, prompts, pad_id=0, width=20, device="cpu")
+        extra = [[] for _ in prompts]
+        for step in range(4):
+            want = torch.stack([model(torch.tensor(np.r_[p, e], dtype=torch.long)[None])[0, -1]
+                                for p, e in zip(prompts, extra)])
+            torch.testing.assert_close(state.next_logits(), want, atol=1e-4, rtol=1e-4)
+            nxt = torch.tensor(rng.integers(0, V, size=len(prompts)))
+            for e, t in zip(extra, nxt.tolist()):
+                e.append(t)
+            state.append(nxt, torch.ones(len(prompts), dtype=torch.bool))
+
+
+@pytest.mark.parametrize("positional", ["learned", "rotary"])
+def test_cached_rollout_equals_reference(positional):
+    V = 23
+    learned = positional == "learned"
+    model = _random_gpt(positional, V, n_ctx=40 if learned else 64, seed=1)
+    rng = np.random.default_rng(1)
+    prompts = [rng.integers(0, V - 1, size=k) for k in rng.integers(5, 30, size=24)]
+    probe = greedy_rollout_cached(model, prompts, 8, end_id=-1, pad_id=0, batch_size=64)
+    # make the end token something the model does write, at varying steps
+    end_id = int(np.bincount(np.concatenate([g[2:] for g in probe]), minlength=V).argmax())
+    ref = greedy_rollout(model, prompts, 25, end_id=end_id, pad_id=0, batch_size=8, n_ctx=40 if learned else None)
+    got = greedy_rollout_cached(model, prompts, 25, end_id=end_id, pad_id=0, batch_size=8)
+    assert [g.tolist() for g in got] == [r.tolist() for r in ref]
+    lengths = [len(g) for g in got]
+    assert len(set(lengths)) > 2  # rows stopped at different steps (compaction exercised)
+    assert any(g[-1] == end_id for g in got) and any(g[-1] != end_id for g in got)
+    if learned:  # capped by n_ctx
+        assert all(len(p) + len(g) <= 40 for p, g in zip(prompts, got))
+
+
+@pytest.mark.parametrize("positional", ["learned", "rotary"])
+def test_one_pass_predict_equals_separate_passes(cyclic, vocab, positional):
+    tokens = encode(cyclic, vocab, TokenizerOptions())
+    model = _random_gpt(positional, len(vocab), n_ctx=200, seed=2)
+    gen, walks, forks = predict(model, tokens, cyclic, vocab, "unary", batch_size=16)
+    gen2, walks2 = predict_paths(model, tokens, vocab, cyclic.grid_n, "unary", batch_size=16)
+    forks2 = predict_forks(model, tokens, cyclic, vocab, "unary", batch_size=16)
+    assert [g.tolist() for g in gen] == [g.tolist() for g in gen2]
+    assert np.array_equal(walks.cells_flat, walks2.cells_flat) and np.array_equal(forks, forks2)
+    assert len(set(forks.tolist())) > 2  # the random model's choices vary
+    # teacher argmax entry 0 is the first generated token
+    prompts = [tokens.prompt(i) for i in range(len(tokens))]
+    teacher = [tokens.tokens(i)[tokens.prompt_len[i]:] for i in range(len(tokens))]
+    _, argmax = greedy_rollout_cached(model, prompts, 3, -1, vocab.pad_id, 16, teacher=teacher)
+    assert [a[0] for a in argmax] == [g[0] for g in gen]
+    assert all(len(a) == len(t) for a, t in zip(argmax, teacher))
+
+
+def test_rollout_is_deterministic(trees, vocab):
+    tokens = encode(trees.take(np.arange(12)), vocab, TokenizerOptions())
+    model = _random_gpt("learned", len(vocab), n_ctx=200)
+    a, _ = predict_paths(model, tokens, vocab, trees.grid_n, "unary", batch_size=12)
+    b, _ = predict_paths(model, tokens, vocab, trees.grid_n, "unary", batch_size=5)
+    assert [x.tolist() for x in a] == [y.tolist() for y in b]
+
+
+# ---------------------------------------------------------------------------- the stages
+
+
+def test_evaluate_and_summary_stages(tmp_path, monkeypatch, capsys):
+    import dataclasses
+    import json
+    import sys
+
+    import pyarrow.parquet as pq
+    import yaml
+
+    from mazesearch.maze import write_mazes
+    from mazesearch.model import save_checkpoint
+    from mazesearch.params import load_params
+    from mazesearch.tokens import read_tokens, write_tokens
+    from stages import eval_summary, evaluate, tokenize
+
+    monkeypatch.chdir(tmp_path)
+    datasets = {
+        "train": dict(generator="dfs", grid_n=3, n_mazes=150, seed=1),
+        "val": dict(generator="dfs", grid_n=3, n_mazes=10, seed=2),
+        "test": dict(generator="dfs", grid_n=3, n_mazes=20, seed=3),
+        "big": dict(generator="dfs", grid_n=4, n_mazes=6, seed=4),
+        "perc": dict(generator="percolation", grid_n=3, n_mazes=12, seed=5, p=0.7),
+    }
+    suites = {"test": {"dataset": "test"}, "test_sorted": {"dataset": "test", "tokenizer": {"edge_order": "sorted"}},
+              "test_pair": {"dataset": "test", "tokenizer": {"coord": "pair"}, "n_mazes": 8},
+              "big": {"dataset": "big", "tokenizer": {"coord": "pair"}}, "perc": {"dataset": "perc"}}
+    params = {"datasets": datasets, "tokenizer": {"max_grid_n": 4},
+              "model": dict(d_model=16, n_layers=1, n_heads=2, d_head=8, d_mlp=32),
+              "evaluate": {"batch_size": 8, "n_pictures": 3, "baseline_seed": 0, "suites": suites}}
+    Path = type(tmp_path)
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    train_ids = None
+    for name, spec in datasets.items():
+        batch, _ = build_mazes(exclude_ids=None if name == "train" else train_ids, **spec)
+        if name == "train":
+            train_ids = batch.maze_id
+        write_mazes(batch, f"data/mazes/{name}.parquet")
+    vocab = Vocab.build(4)
+    vocab.to_json("data/vocab.json")
+    monkeypatch.setattr(sys, "argv", ["tokenize", "test"])
+    tokenize.main()
+
+    # n_ctx fits every 3x3 suite (pair coordinates are the longest) but not the 4x4 one
+    p = load_params("params.yaml")
+    from mazesearch.maze import read_mazes
+
+    test_batch = read_mazes("data/mazes/test.parquet")
+    perc_batch = read_mazes("data/mazes/perc.parquet")
+    lengths = [encode(b, vocab, o).lengths.max() for b in (test_batch, perc_batch)
+               for o in (evaluate.suite_options(p, "test_pair"), TokenizerOptions())]
+    n_ctx = int(max(lengths))
+    big_opts = evaluate.suite_options(p, "big")
+    assert encode(read_mazes("data/mazes/big.parquet"), vocab, big_opts).lengths.min() > n_ctx
+    cfg = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_head=8, d_mlp=32, n_ctx=n_ctx, d_vocab=len(vocab))
+    save_checkpoint(GPT(cfg, seed=0), "models")
+
+    # the default suite's sequences are byte-identical to stage tokenize's file
+    opts = evaluate.suite_options(p, "test")
+    assert opts == TokenizerOptions()
+    assert evaluate.suite_options(p, "test_sorted") == TokenizerOptions(edge_order="sorted")
+    write_tokens(encode(test_batch, vocab, opts), "again.parquet")
+    assert Path("again.parquet").read_bytes() == Path("data/tokens/test.parquet").read_bytes()
+    assert np.array_equal(read_tokens("again.parquet").flat, read_tokens("data/tokens/test.parquet").flat)
+
+    for suite in suites:
+        monkeypatch.setattr(sys, "argv", ["evaluate", suite])
+        evaluate.main()
+    for suite, spec in suites.items():
+        report = json.loads(Path(f"reports/eval/suites/{suite}.json").read_text())
+        table = pq.read_table(f"data/predictions/{suite}.parquet")
+        n = spec.get("n_mazes", datasets[spec["dataset"]]["n_mazes"])
+        assert report["n_mazes"] == table.num_rows == n
+        assert report["leakage"] == 0
+        assert 0 < report["baseline"]["exact_path"] <= 1
+        assert report["baseline"]["valid_path"] == 1.0  # the walker never makes an illegal move
+        assert Path(f"reports/eval/pictures/{suite}.png").exists()
+        base = table.column("baseline_exact_path").to_numpy(zero_copy_only=False)
+        assert base.mean() == pytest.approx(report["baseline_exact"], abs=1e-6)
+        if suite == "big":
+            assert report["feedable"] is False and "n_ctx" in report["reason"]
+            assert report["model"] is None and table.column("exact_path").null_count == n
+        else:
+            assert report["feedable"] is True and report["reason"] is None
+            tokens = table.column("predicted_tokens").to_pylist()
+            assert all(len(t) >= 1 for t in tokens)
+            assert report["model"]["exact_path"] == pytest.approx(
+                table.column("exact_path").to_numpy(zero_copy_only=False).mean(), abs=1e-6)
+    # same params -> byte-identical outputs
+    before = Path("data/predictions/test.parquet").read_bytes(), Path("reports/eval/suites/test.json").read_bytes()
+    monkeypatch.setattr(sys, "argv", ["evaluate", "test"])
+    evaluate.main()
+    assert (Path("data/predictions/test.parquet").read_bytes(), Path("reports/eval/suites/test.json").read_bytes()) == before
+
+    monkeypatch.setattr(sys, "argv", ["eval_summary"])
+    eval_summary.main()
+    summary = json.loads(Path("reports/eval/summary.json").read_text())
+    assert list(summary) == list(suites)
+    md = Path("reports/eval/summary.md").read_text()
+    assert md.count("\n| ") == len(suites) + 1 and "big: not fed to the model" in md
+    csv = Path("reports/eval/summary_plot.csv").read_text().splitlines()
+    assert csv[0] == "suite,model_exact,baseline_exact" and len(csv) == len(suites) + 1
+    assert csv[[r.split(",")[0] for r in csv].index("big")].split(",")[1] == ""
+
+    # a rotary model has no position table: it reads the suite that is too long for learned positions
+    save_checkpoint(GPT(dataclasses.replace(cfg, positional="rotary"), seed=0), "models_rotary")
+    monkeypatch.setattr(sys, "argv", ["evaluate", "big", "--model-dir", "models_rotary",
+                                      "--reports-dir", "rotary", "--predictions-dir", "rotary"])
+    evaluate.main()
+    report = json.loads(Path("rotary/big.json").read_text())
+    assert report["feedable"] is True and report["longest_sequence"] > report["model_n_ctx"] == n_ctx
+    assert pq.read_table("rotary/big.parquet").column("exact_path").null_count == 0
+
+    Path("reports/eval/suites/perc.json").unlink()
+    monkeypatch.setattr(sys, "argv", ["eval_summary"])
+    with pytest.raises(SystemExit, match="perc.json is missing"):
+        eval_summary.main()
+    monkeypatch.setattr(sys, "argv", ["evaluate", "nope"])
+    with pytest.raises(SystemExit, match="not in evaluate.suites"):
+        evaluate.main()
