@@ -1,0 +1,296 @@
+"""The GPT we train: a small, hook-free, pre-LN decoder-only transformer.
+
+Its parameterization is exactly TransformerLens 4.x's native model (``TransformerBridge.boot_native``):
+the same parameter names and shapes (``GPT.state_dict()`` keys *are* the bridge's TL keys:
+``embed.weight``, ``blocks.0.attn.q.weight``, ...), the same math (LayerNorm eps 1e-5, attention
+scores / sqrt(d_head), Llama-style adjacent-pair rotary with base 10000 over the whole head, no
+unembed bias) and the same seeded init. So training uses this fast module (fused causal attention,
+no hook points) and analysis loads the very same weights into the bridge (mazesearch.bridge);
+tests/test_bridge.py proves the two compute the same logits.
+
+This module does not import transformer_lens (it is slow to import and the data/eval stages
+don't need it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import numbers
+import os
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ACT_FNS = ("gelu", "relu", "gelu_new", "silu")
+NORMALIZATIONS = ("LN", "none")
+POSITIONALS = ("learned", "rotary")
+LN_EPS = 1e-5  # TransformerLens' default cfg.eps
+ROTARY_BASE = 10000  # TransformerLens' default cfg.rotary_base
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    d_model: int
+    n_layers: int
+    n_heads: int
+    d_head: int
+    d_mlp: int
+    n_ctx: int  # longest sequence the model accepts (learned positions / rotary tables)
+    d_vocab: int
+    act_fn: str = "gelu"  # gelu = exact erf GELU; gelu_new = tanh approximation (GPT-2)
+    normalization: str = "LN"  # "LN": pre-LayerNorm with weight+bias; "none": identity
+    positional: str = "learned"  # "learned": absolute position embedding; "rotary": RoPE on q, k
+
+    def __post_init__(self) -> None:
+        for name in ("d_model", "n_layers", "n_heads", "d_head", "d_mlp", "n_ctx", "d_vocab"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+                raise ValueError(f"ModelConfig.{name} must be a positive int, got {value!r}")
+            object.__setattr__(self, name, int(value))  # numpy ints -> int: to_dict stays JSON-able
+        choices = {"act_fn": ACT_FNS, "normalization": NORMALIZATIONS, "positional": POSITIONALS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"ModelConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.positional == "rotary" and self.d_head % 2:
+            raise ValueError(f"rotary positions need an even d_head, got d_head={self.d_head}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        if not isinstance(d, dict):
+            raise ValueError(f"model config must be a mapping, got {type(d).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {unknown}")
+        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
+        missing = sorted(required - set(d))
+        if missing:
+            raise ValueError(f"model config is missing keys: {missing}")
+        return cls(**d)
+
+
+# ---------------------------------------------------------------------------- building blocks
+
+
+def _activation(name: str):
+    return {
+        "gelu": F.gelu,
+        "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+        "relu": F.relu,
+        "silu": F.silu,
+    }[name]
+
+
+def _norm(cfg: ModelConfig) -> nn.Module:
+    return nn.LayerNorm(cfg.d_model, eps=LN_EPS) if cfg.normalization == "LN" else nn.Identity()
+
+
+def rotary_tables(n_pos: int, d_head: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin ``[n_pos, d_head]`` for adjacent-pair RoPE: dims (2i, 2i+1) rotate together.
+
+    Computed exactly as TransformerLens' NativeRotary does (float32, then repeat_interleave), so
+    each position's angles are bit-identical to the bridge's tables.
+    """
+    inv_freq = 1.0 / (ROTARY_BASE ** (torch.arange(0, d_head, 2, device=device).float() / d_head))
+    freqs = torch.outer(torch.arange(n_pos, device=device).float(), inv_freq)
+    return freqs.cos().repeat_interleave(2, dim=-1), freqs.sin().repeat_interleave(2, dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each adjacent pair (x0, x1) of ``x [batch, head, pos, d_head]`` by its angle."""
+    x0, x1 = x[..., 0::2], x[..., 1::2]
+    rotated_half = torch.stack((-x1, x0), dim=-1).flatten(-2)  # (x0, x1) -> (-x1, x0)
+    return x * cos + rotated_half * sin
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Fused causal attention, scale 1/sqrt(d_head) (TL: scores / sqrt(d_head)); no pattern is
+    materialized. Under CPU bf16 autocast it runs in float32: PyTorch's CPU flash-attention
+    backward is several times slower in bf16 than in fp32, and attention is a small share of the
+    FLOPs, so the linear layers keep the bf16 speed-up."""
+    if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads, self.d_head = cfg.n_heads, cfg.d_head
+        inner = cfg.n_heads * cfg.d_head
+        self.q = nn.Linear(cfg.d_model, inner)
+        self.k = nn.Linear(cfg.d_model, inner)
+        self.v = nn.Linear(cfg.d_model, inner)
+        self.o = nn.Linear(inner, cfg.d_model)
+
+    def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        batch, pos, _ = x.shape  # x: [batch, pos, d_model]
+        q, k, v = (proj(x).view(batch, pos, self.n_heads, self.d_head).transpose(1, 2)
+                   for proj in (self.q, self.k, self.v))
+        if rotary is not None:  # q, k, v: [batch, head, pos, d_head]
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        z = causal_attention(q, k, v)  # [batch, head, pos, d_head]
+        return self.o(z.transpose(1, 2).reshape(batch, pos, self.n_heads * self.d_head))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        # Named "in"/"out" to match the bridge's keys (blocks.{i}.mlp.in.weight); "in" is a
+        # Python keyword, hence add_module/getattr.
+        self.add_module("in", nn.Linear(cfg.d_model, cfg.d_mlp))
+        self.out = nn.Linear(cfg.d_mlp, cfg.d_model)
+        self.act = _activation(cfg.act_fn)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, d_model]
+        return self.out(self.act(getattr(self, "in")(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1 = _norm(cfg)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln2 = _norm(cfg)
+        self.mlp = MLP(cfg)
+
+    def forward(self, resid: torch.Tensor, rotary) -> torch.Tensor:  # [batch, pos, d_model]
+        resid = resid + self.attn(self.ln1(resid), rotary)
+        return resid + self.mlp(self.ln2(resid))
+
+
+class GPT(nn.Module):
+    """``GPT(cfg, seed)``: tokens ``[batch, pos]`` -> logits ``[batch, pos, d_vocab]``."""
+
+    def __init__(self, cfg: ModelConfig, seed: int = 0):
+        super().__init__()
+        self.cfg = cfg
+        # Build on the meta device: skips PyTorch's default init, which draws from the global
+        # RNG; init_weights then materializes and fills every tensor from the seed alone.
+        with torch.device("meta"):
+            self.embed = nn.Embedding(cfg.d_vocab, cfg.d_model)
+            self.pos_embed = nn.Embedding(cfg.n_ctx, cfg.d_model) if cfg.positional == "learned" else None
+            self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+            self.ln_final = _norm(cfg)
+            self.unembed = nn.Linear(cfg.d_model, cfg.d_vocab, bias=False)
+        self.to_empty(device="cpu")
+        self.init_weights(seed)
+
+    @torch.no_grad()
+    def init_weights(self, seed: int) -> None:
+        """TransformerLens' "gpt2" init, draw for draw (same seed -> same weights as boot_native).
+
+        Weights ~ N(0, 0.8/sqrt(d_model)); the residual-writing projections (attn.o, mlp.out) are
+        scaled down by 1/sqrt(2 n_layers); biases 0; LayerNorm weight 1. Draws happen in TL's
+        order on CPU float32, then are copied to wherever the parameters live.
+        """
+        generator = torch.Generator().manual_seed(seed)
+        std = 0.8 / math.sqrt(self.cfg.d_model)
+        out_std = std / math.sqrt(2 * self.cfg.n_layers)
+
+        def normal_(param: torch.Tensor, sd: float) -> None:
+            draw = torch.empty(param.shape, dtype=torch.float32)
+            param.copy_(draw.normal_(0.0, sd, generator=generator))
+
+        normal_(self.embed.weight, std)
+        if self.pos_embed is not None:
+            normal_(self.pos_embed.weight, std)
+        for block in self.blocks:
+            for linear in (block.attn.q, block.attn.k, block.attn.v, block.attn.o):
+                normal_(linear.weight, out_std if linear is block.attn.o else std)
+                linear.bias.zero_()
+            normal_(getattr(block.mlp, "in").weight, std)
+            normal_(block.mlp.out.weight, out_std)
+            getattr(block.mlp, "in").bias.zero_()
+            block.mlp.out.bias.zero_()
+        normal_(self.unembed.weight, std)
+        for module in self.modules():
+            if isinstance(module, nn.LayerNorm):
+                module.weight.fill_(1.0)
+                module.bias.zero_()
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if tokens.ndim != 2:
+            raise ValueError(f"tokens must be [batch, pos], got shape {tuple(tokens.shape)}")
+        pos = tokens.shape[1]
+        if pos > self.cfg.n_ctx:
+            raise ValueError(f"sequence length {pos} exceeds n_ctx={self.cfg.n_ctx}")
+        resid = self.embed(tokens)  # [batch, pos, d_model]
+        rotary = None
+        if self.pos_embed is not None:
+            resid = resid + self.pos_embed.weight[:pos]
+        else:
+            rotary = rotary_tables(pos, self.cfg.d_head, device=tokens.device)
+            rotary = tuple(t.to(resid.dtype) for t in rotary)
+        for block in self.blocks:
+            resid = block(resid, rotary)
+        return self.unembed(self.ln_final(resid))  # [batch, pos, d_vocab]
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "model_config.json"
+
+
+def save_checkpoint(model: GPT, directory: str | Path) -> None:
+    """Write ``directory/model.safetensors`` (TL-named float tensors) + ``model_config.json``.
+
+    Deterministic bytes: sorted keys, no timestamps or other metadata. Each file is written to a
+    temporary name and renamed, so a killed run never leaves a half-written checkpoint file.
+    """
+    from safetensors.torch import save  # local: keeps `import mazesearch.model` light
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in sorted(model.state_dict().items())}
+    config_text = json.dumps(model.cfg.to_dict(), indent=2, sort_keys=True) + "\n"
+    _write_atomic(directory / WEIGHTS_FILE, save(state))
+    _write_atomic(directory / CONFIG_FILE, config_text.encode())
+
+
+def load_gpt(directory: str | Path, device: str | torch.device = "cpu") -> GPT:
+    """Load a checkpoint written by :func:`save_checkpoint` (bit-exact weights)."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (directory / name).is_file():
+            raise ValueError(f"{directory} is not a model checkpoint: {name} is missing")
+    try:
+        cfg = ModelConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text()))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{directory / CONFIG_FILE} is not valid JSON: {exc}") from None
+    model = GPT(cfg)
+    state = load_file(directory / WEIGHTS_FILE)
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"{directory / WEIGHTS_FILE} does not fit its config: missing {missing}, unexpected {unexpected}"
+        )
+    for key, tensor in state.items():
+        if tensor.shape != expected[key].shape:
+            raise ValueError(
+                f"{directory / WEIGHTS_FILE}: {key} has shape {tuple(tensor.shape)}, "
+                f"config says {tuple(expected[key].shape)}"
+            )
+    model.load_state_dict(state)
+    return model.to(device)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
