@@ -148,7 +148,6 @@ class ActivationsSpec(_Strict):
     batch_size: int = Field(default=128, gt=0)
     hooks: list[str] = ["embed", "resid_post"]  # "embed" = hook_embed + hook_pos_embed
     positions: list[Literal["path_start", "path", "target_end"]] = ["path_start", "path", "target_end"]
-    shard_rows: int = Field(default=65536, gt=0)
     control_seed: int = Field(default=12345, ge=0)  # random-init control model
 
 
