@@ -5,9 +5,10 @@ trains from scratch. Outputs are written only at the end, each file atomically.
 """
 
 import argparse
+import json
 from pathlib import Path
 
-from mazesearch.logger import write_metrics
+from mazesearch.logger import write_metrics, write_text_atomic
 from mazesearch.model import save_checkpoint
 from mazesearch.params import load_params_or_exit
 from mazesearch.tokens import Vocab, read_tokens
@@ -41,8 +42,13 @@ def main() -> None:
     result.log.write_curves(reports / "curves")
     write_metrics(reports / "metrics.json", result.metrics)
     m = result.metrics
+    # Wall time varies run to run, so it stays out of the (deterministic) DVC outputs.
+    timing = {"wall_s": round(result.wall_s, 1), "resumed_from": result.resumed_from,
+              "tokens_per_s": round(result.tokens_per_s)}
+    write_text_atomic(Path(args.checkpoint_dir) / "timing.json", json.dumps(timing, indent=2) + "\n")
     print(
-        f"train: {m['steps']} steps, {m['tokens_seen']} tokens in {result.wall_s:.0f}s "
+        f"train: {m['steps']} steps, {m['tokens_seen']} tokens, {result.wall_s:.0f}s "
+        f"({result.tokens_per_s:.0f} tokens/s) "
         f"(resumed at step {result.resumed_from}); val loss {m['val_loss']:.4f}, "
         f"exact path {m['val_exact_path']:.3f}"
     )

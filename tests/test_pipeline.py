@@ -57,6 +57,7 @@ def repo(tmp_path_factory):
     for name in ("mazesearch", "stages"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
     shutil.copy(ROOT / "profiles" / "tiny.yaml", repo / "params.yaml")
     _run(["git", "init", "-q"], repo)
     _run(["git", "config", "user.email", "e2e@example.com"], repo)
@@ -110,6 +111,10 @@ def _downstream(repo, changed_stages):
     [
         ("tokenizer.seed", 7, ("tokenize@",)),
         ("datasets.test.seed", 33, ("generate@test", "tokenize@test")),
+        ("train.lr", 0.002, ("train",)),
+        ("evaluate.baseline_seed", 1, ("evaluate@",)),
+        ("activations.control_seed", 99, ("activations",)),
+        ("probes.C", 0.5, ("probes",)),
     ],
 )
 def test_changing_a_key_reruns_only_downstream(repo, key, value, readers):
@@ -123,6 +128,12 @@ def test_changing_a_key_reruns_only_downstream(repo, key, value, readers):
     assert ran <= allowed, f"ran outside the downstream set: {ran - allowed}"
     if key.startswith("tokenizer."):
         assert not any(s.startswith(("generate", "vocab")) for s in ran)
+    if key.startswith("probes."):
+        assert ran == {"probes"}
     _commit(repo, f"change {key}")
     ran, out = _repro(repo)
     assert ran == set(), out
+    if key == "train.lr":  # a retrained model: `dvc metrics diff` shows per-suite changes
+        diff = _run([sys.executable, "-m", "dvc", "metrics", "diff", "HEAD~1", "--all"], repo)
+        assert "reports/eval/suites/test.json" in diff and "model_exact" in diff, diff
+        assert "reports/train/metrics.json" in diff, diff

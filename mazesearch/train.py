@@ -1,0 +1,404 @@
+"""The training loop: next-token prediction on maze token sequences.
+
+The model sees exactly the token sequences stored in ``data/tokens/<name>.parquet``:
+:func:`padded_sequences` cuts them out of the file's flat array, and evaluation uses the same
+function, so training and evaluation inputs are byte-identical by construction.
+
+Position ``j`` of the input predicts token ``j + 1``. With ``loss_on="path"`` only the path
+targets count: the tokens after ``<PATH_START>`` up to and including ``<PATH_END>`` (token
+indices ``prompt_len .. length-1``). Batches are right-padded to their own longest sequence;
+with causal attention the padding never influences a real position.
+
+Determinism: the model is built from ``model.seed``, the data order is a pure function of
+``(train.seed, step)`` (one permutation per epoch from ``default_rng([seed, epoch])``), and
+the learning rate is a pure function of the step. A checkpoint therefore needs only the model,
+the optimizer, the step and the logged rows to resume bit-exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mazesearch.logger import RunLog
+from mazesearch.model import GPT, ModelConfig
+from mazesearch.params import ModelSpec, TrainSpec
+from mazesearch.schedule import lr_at, make_optimizer, set_lr
+from mazesearch.tokens import PAD, TokenBatch, Vocab
+
+TRAIN_LOG_EVERY = 10  # steps per row of the train curve (the row holds the window's mean loss)
+CHECKPOINT_FILE = "state.pt"
+
+# ---------------------------------------------------------------------------- sequences
+
+
+def padded_sequences(
+    tokens: TokenBatch, rows: np.ndarray, pad_id: int, upto: Literal["all", "prompt"] = "all"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The stored token sequences of mazes ``rows``, right-padded to the longest of them.
+
+    ``upto="all"`` gives whole sequences (teacher forcing); ``"prompt"`` gives each sequence up
+    to and including ``<PATH_START>``, where greedy decoding starts. Returns
+    ``(tokens int64 [b, T], lengths int64 [b])``.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.ndim != 1:
+        raise ValueError(f"rows must be a 1-d index array, got shape {rows.shape}")
+    if len(rows) and (rows.min() < 0 or rows.max() >= len(tokens)):
+        raise ValueError(f"rows must lie in 0..{len(tokens) - 1}")
+    starts = tokens.offsets[rows].astype(np.int64)
+    if upto == "all":
+        lengths = tokens.offsets[rows + 1].astype(np.int64) - starts
+    elif upto == "prompt":
+        lengths = tokens.prompt_len[rows].astype(np.int64)
+    else:
+        raise ValueError(f"upto must be 'all' or 'prompt', got {upto!r}")
+    width = int(lengths.max()) if len(rows) else 0
+    pos = np.arange(width, dtype=np.int64)
+    inside = pos[None, :] < lengths[:, None]
+    out = np.full((len(rows), width), pad_id, dtype=np.int64)
+    out[inside] = tokens.flat[(starts[:, None] + pos[None, :])[inside]]
+    return out, lengths
+
+
+def target_masks(prompt_len: np.ndarray, lengths: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which next-token targets count, for inputs of ``width`` positions.
+
+    Position ``j`` predicts token ``j + 1``. Returns ``(path, real)``, both ``bool [b, width]``:
+    ``path`` marks targets at token indices ``prompt_len .. length-1`` (path cells and
+    ``<PATH_END>``), ``real`` marks every non-padding target.
+    """
+    target_index = np.arange(1, width + 1, dtype=np.int64)[None, :]  # [1, width]
+    real = target_index < lengths[:, None]
+    path = real & (target_index >= prompt_len.astype(np.int64)[:, None])
+    return path, real
+
+
+@dataclasses.dataclass
+class LMBatch:
+    inputs: torch.Tensor  # int64 [b, T-1]: tokens 0..T-2
+    targets: torch.Tensor  # int64 [b, T-1]: tokens 1..T-1
+    loss_mask: torch.Tensor  # bool [b, T-1]: targets that enter the loss
+    path_mask: torch.Tensor  # bool [b, T-1]: path targets (for exact-path accuracy)
+    n_tokens: int  # real (non-padding) tokens fed, for throughput
+
+
+def make_lm_batch(
+    tokens: TokenBatch, rows: np.ndarray, pad_id: int, loss_on: Literal["path", "all"], device: torch.device | str = "cpu"
+) -> LMBatch:
+    seqs, lengths = padded_sequences(tokens, rows, pad_id)  # [b, T]
+    path, real = target_masks(tokens.prompt_len[np.asarray(rows, dtype=np.int64)], lengths, seqs.shape[1] - 1)
+    if loss_on not in ("path", "all"):
+        raise ValueError(f"loss_on must be 'path' or 'all', got {loss_on!r}")
+    as_t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+    return LMBatch(
+        inputs=as_t(np.ascontiguousarray(seqs[:, :-1])),
+        targets=as_t(np.ascontiguousarray(seqs[:, 1:])),
+        loss_mask=as_t(path if loss_on == "path" else real),
+        path_mask=as_t(path),
+        n_tokens=int(lengths.sum()),
+    )
+
+
+def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over masked positions and their count. logits ``[b, T, V]``."""
+    picked = logits[mask].float()  # [n, V]
+    return F.cross_entropy(picked, targets[mask], reduction="sum"), int(picked.shape[0])
+
+
+# ---------------------------------------------------------------------------- model setup
+
+
+def longest_sequence(*token_sets: TokenBatch) -> int:
+    return max(int(t.lengths.max()) for t in token_sets if len(t))
+
+
+def resolve_n_ctx(n_ctx: int | None, *token_sets: TokenBatch) -> int:
+    """``n_ctx`` if given (checked to fit every sequence), else the longest sequence length."""
+    needed = longest_sequence(*token_sets)
+    if n_ctx is None:
+        return needed
+    if n_ctx < needed:
+        raise ValueError(
+            f"model.n_ctx={n_ctx} is smaller than the longest training/validation sequence "
+            f"({needed} tokens); raise model.n_ctx or leave it unset to derive it from the data"
+        )
+    return n_ctx
+
+
+def model_config(spec: ModelSpec, n_ctx: int, d_vocab: int) -> ModelConfig:
+    return ModelConfig(
+        d_model=spec.d_model, n_layers=spec.n_layers, n_heads=spec.n_heads, d_head=spec.d_head,
+        d_mlp=spec.d_mlp, act_fn=spec.act_fn, normalization=spec.normalization,
+        positional=spec.positional, n_ctx=n_ctx, d_vocab=d_vocab,
+    )
+
+
+def resolve_device(device: Literal["auto", "cpu", "cuda"]) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device=cuda but no CUDA device is available (use auto or cpu)")
+    return torch.device(device)
+
+
+def _autocast(device: torch.device, bf16: bool):
+    if device.type == "cuda" and bf16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def evaluate_teacher_forced(
+    model: nn.Module, tokens: TokenBatch, rows: np.ndarray, pad_id: int, batch_size: int,
+    loss_on: Literal["path", "all"] = "path", device: torch.device | str = "cpu", bf16: bool = False,
+) -> dict[str, float]:
+    """Loss over the ``loss_on`` targets (``loss``) and over path targets (``path_loss``),
+    exact-path rate and path-token accuracy.
+
+    A maze counts as exact iff the argmax is right at every path target; that is the same as
+    greedy decoding reproducing the stored path and ``<PATH_END>`` exactly.
+    """
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    sums = dict.fromkeys(("loss", "loss_n", "path_loss", "exact", "tok_right", "tok_n"), 0.0)
+    rows = np.asarray(rows, dtype=np.int64)
+    for start in range(0, len(rows), batch_size):
+        batch = make_lm_batch(tokens, rows[start : start + batch_size], pad_id, loss_on, device)
+        with _autocast(device, bf16):
+            logits = model(batch.inputs)  # [b, T-1, V]
+        loss, n = masked_cross_entropy(logits, batch.targets, batch.loss_mask)
+        path_loss, n_path = masked_cross_entropy(logits, batch.targets, batch.path_mask)
+        right = logits.argmax(-1) == batch.targets  # [b, T-1]
+        sums["loss"] += float(loss)
+        sums["loss_n"] += n
+        sums["path_loss"] += float(path_loss)
+        sums["tok_n"] += n_path
+        sums["exact"] += int((right | ~batch.path_mask).all(dim=1).sum())
+        sums["tok_right"] += int((right & batch.path_mask).sum())
+    model.train(was_training)
+    return {
+        "loss": sums["loss"] / max(sums["loss_n"], 1),
+        "path_loss": sums["path_loss"] / max(sums["tok_n"], 1),
+        "exact_path": sums["exact"] / max(len(rows), 1),
+        "path_token_acc": sums["tok_right"] / max(sums["tok_n"], 1),
+    }
+
+
+# ---------------------------------------------------------------------------- data order
+
+
+class DataOrder:
+    """Rows of training batch ``step``: epoch-wise permutations, a pure function of the step.
+
+    Each epoch ``e`` shuffles all rows with ``default_rng([seed, e])`` and is cut into
+    ``len // batch_size`` full batches (the remainder rows wait for the next shuffle).
+    """
+
+    def __init__(self, n_rows: int, batch_size: int, seed: int) -> None:
+        if batch_size > n_rows:
+            raise ValueError(f"train.batch_size={batch_size} exceeds the {n_rows} training sequences")
+        self.n_rows, self.batch_size, self.seed = n_rows, batch_size, seed
+        self.batches_per_epoch = n_rows // batch_size
+        self._epoch, self._perm = -1, np.empty(0, dtype=np.int64)
+
+    def rows(self, step: int) -> np.ndarray:
+        epoch, k = divmod(step, self.batches_per_epoch)
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n_rows)
+        return self._perm[k * self.batch_size : (k + 1) * self.batch_size]
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def run_fingerprint(
+    model_spec: ModelSpec, train_spec: TrainSpec, cfg: ModelConfig, device: torch.device,
+    train_tokens: TokenBatch, val_tokens: TokenBatch, vocab: Vocab,
+) -> str:
+    """sha256 of everything that determines the run's result: params, resolved model config,
+    device, vocabulary and the token data itself (``checkpoint_every`` is left out: it changes
+    when state is saved, not what is computed)."""
+    h = hashlib.sha256()
+    spec = {
+        "model": model_spec.model_dump(),
+        "train": train_spec.model_dump(exclude={"checkpoint_every"}),
+        "config": cfg.to_dict(),
+        "device": device.type,
+        "vocab": list(vocab.id_to_token),
+    }
+    h.update(json.dumps(spec, sort_keys=True).encode())
+    for tb in (train_tokens, val_tokens):
+        for arr in (tb.flat, tb.offsets, tb.prompt_len, tb.maze_id):
+            h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+def save_training_state(checkpoint_dir: str | Path, state: dict) -> None:
+    """torch.save to a temp file then rename: a kill mid-write keeps the previous checkpoint."""
+    path = Path(checkpoint_dir) / CHECKPOINT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_training_state(checkpoint_dir: str | Path | None, fingerprint: str) -> dict | None:
+    """The saved state if it belongs to this exact run, else None (start fresh)."""
+    if checkpoint_dir is None:
+        return None
+    path = Path(checkpoint_dir) / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a foreign or damaged file: never fatal, just start over
+        print(f"train: ignoring unreadable checkpoint {path} ({exc.__class__.__name__})")
+        return None
+    if state.get("fingerprint") != fingerprint:
+        print(f"train: checkpoint {path} is from a different run (params or data changed); starting fresh")
+        return None
+    return state
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model: nn.Module
+    config: ModelConfig
+    log: RunLog  # curves "train" and "val"
+    metrics: dict[str, float | int]  # final, deterministic
+    resumed_from: int  # step the run resumed at (0 = fresh start)
+    wall_s: float  # this process's time in train() (not a metric: it varies run to run)
+    tokens_per_s: float  # training-loop throughput in this process (0.0 if no step ran)
+
+
+def train(
+    model_spec: ModelSpec,
+    train_spec: TrainSpec,
+    train_tokens: TokenBatch,
+    val_tokens: TokenBatch,
+    vocab: Vocab,
+    checkpoint_dir: str | Path | None = None,
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train a fresh GPT (or resume the matching checkpoint) and evaluate it on all of val.
+
+    ``on_step(step)`` is called after every completed step (after any checkpoint is saved).
+    """
+    ts = train_spec
+    t0 = time.perf_counter()
+    if ts.num_threads > 0:
+        torch.set_num_threads(ts.num_threads)
+    device = resolve_device(ts.device)
+    for name, tokens in (("training", train_tokens), ("validation", val_tokens)):
+        if len(tokens) == 0:
+            raise ValueError(f"the {name} token set is empty")
+    pad_id = vocab.token_to_id[PAD]
+    cfg = model_config(model_spec, resolve_n_ctx(model_spec.n_ctx, train_tokens, val_tokens), len(vocab))
+    order = DataOrder(len(train_tokens), ts.batch_size, ts.seed)
+    model = GPT(cfg, seed=model_spec.seed).to(device)
+    optimizer = make_optimizer(model, ts.lr, ts.weight_decay, ts.beta1, ts.beta2, fused_ok=device.type == "cuda")
+    fingerprint = run_fingerprint(model_spec, ts, cfg, device, train_tokens, val_tokens, vocab)
+
+    log = RunLog()
+    step, tokens_seen, window = 0, 0, [0.0, 0]  # window: summed loss and steps since last row
+    state = load_training_state(checkpoint_dir, fingerprint)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        log.load_state_dict(state["log"])
+        step, tokens_seen, window = state["step"], state["tokens_seen"], list(state["window"])
+        print(f"train: resuming from step {step} ({checkpoint_dir})")
+    resumed_from, tokens_at_start = step, tokens_seen
+
+    def checkpoint() -> None:
+        save_training_state(checkpoint_dir, {
+            "fingerprint": fingerprint, "step": step, "tokens_seen": tokens_seen, "window": window,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "log": log.state_dict(),
+            "data_order": {"seed": ts.seed, "batch_size": ts.batch_size, "rng": "default_rng([seed, epoch])"},
+        })
+
+    quick_val = np.arange(min(len(val_tokens), ts.eval_batches * ts.batch_size))
+    bar = _progress_bar(ts.max_steps, step, progress)
+    model.train()
+    t_loop = t_window = time.perf_counter()
+    tok_window = 0
+    while step < ts.max_steps:
+        set_lr(optimizer, lr_at(step, ts.lr, ts.warmup_steps, ts.max_steps, ts.min_lr_frac))
+        batch = make_lm_batch(train_tokens, order.rows(step), pad_id, ts.loss_on, device)
+        with _autocast(device, ts.bf16):
+            logits = model(batch.inputs)  # [b, T-1, V]
+        loss_sum, n = masked_cross_entropy(logits, batch.targets, batch.loss_mask)
+        loss = loss_sum / max(n, 1)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), ts.grad_clip)
+        optimizer.step()
+        step += 1
+        tokens_seen += batch.n_tokens
+        tok_window += batch.n_tokens
+        window = [window[0] + loss.item(), window[1] + 1]
+
+        if step % TRAIN_LOG_EVERY == 0 or step == ts.max_steps:
+            lr_used = optimizer.param_groups[0]["lr"]
+            log.log("train", step, loss=window[0] / window[1], lr=lr_used, tokens_seen=tokens_seen)
+            elapsed = time.perf_counter() - t_window
+            if bar is not None:
+                bar.set_postfix(loss=f"{window[0] / window[1]:.4f}", tok_s=f"{tok_window / max(elapsed, 1e-9):.0f}")
+            window, t_window, tok_window = [0.0, 0], time.perf_counter(), 0
+        if step % ts.eval_every == 0 or step == ts.max_steps:
+            val = evaluate_teacher_forced(model, val_tokens, quick_val, pad_id, ts.batch_size, ts.loss_on, device, ts.bf16)
+            log.log("val", step, val_loss=val["loss"], val_path_loss=val["path_loss"],
+                    val_exact_path=val["exact_path"], val_path_token_acc=val["path_token_acc"])
+        if checkpoint_dir is not None and (step % ts.checkpoint_every == 0 or step == ts.max_steps):
+            checkpoint()
+        if bar is not None:
+            bar.update(1)
+        if on_step is not None:
+            on_step(step)
+    if bar is not None:
+        bar.close()
+    loop_s = time.perf_counter() - t_loop
+    throughput = (tokens_seen - tokens_at_start) / loop_s if step > resumed_from else 0.0
+
+    final = evaluate_teacher_forced(
+        model, val_tokens, np.arange(len(val_tokens)), pad_id, ts.batch_size, ts.loss_on, device, ts.bf16
+    )
+    metrics = {
+        "train_loss": log.last("train")["loss"],
+        "val_loss": final["loss"],
+        "val_path_loss": final["path_loss"],
+        "val_exact_path": final["exact_path"],
+        "val_path_token_acc": final["path_token_acc"],
+        "steps": step,
+        "tokens_seen": tokens_seen,
+    }
+    return TrainResult(model, cfg, log, metrics, resumed_from, time.perf_counter() - t0, throughput)
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True)

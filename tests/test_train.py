@@ -1,0 +1,315 @@
+"""Training loop: masks, schedule, data order, determinism, resume, checkpoints, the stage."""
+
+import hashlib
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from mazesearch import train as train_mod
+from mazesearch.dataset import build_mazes
+from mazesearch.model import GPT, ModelConfig
+from mazesearch.params import ModelSpec, TrainSpec
+from mazesearch.schedule import lr_at, param_groups
+from mazesearch.tokens import PATH_END, PATH_START, TokenBatch, Vocab, encode, write_tokens
+from mazesearch.train import (
+    DataOrder, evaluate_teacher_forced, make_lm_batch, padded_sequences, resolve_n_ctx, target_masks, train,
+)
+
+MODEL = ModelSpec(d_model=32, n_layers=2, n_heads=2, d_head=16, d_mlp=64, seed=0)
+
+
+def spec(**overrides) -> TrainSpec:
+    base = dict(device="cpu", batch_size=16, max_steps=24, lr=3e-3, warmup_steps=4, eval_every=8,
+                eval_batches=2, checkpoint_every=5, num_threads=1, seed=0)
+    return TrainSpec(**{**base, **overrides})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the machine is shared; also makes float sums reproducible
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def vocab() -> Vocab:
+    return Vocab.build(4)
+
+
+@pytest.fixture(scope="module")
+def data(vocab) -> tuple[TokenBatch, TokenBatch]:
+    train_mazes, _ = build_mazes(generator="dfs", grid_n=3, n_mazes=200, seed=1)
+    val_mazes, _ = build_mazes(generator="dfs", grid_n=3, n_mazes=40, seed=2, exclude_ids=train_mazes.maze_id)
+    return encode(train_mazes, vocab), encode(val_mazes, vocab)
+
+
+def weights_sha(model) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------- sequences and masks
+
+
+def test_padded_sequences_are_the_stored_tokens(data, vocab):
+    tokens, _ = data
+    rows = np.array([5, 0, 17, 3])
+    seqs, lengths = padded_sequences(tokens, rows, vocab.pad_id)
+    assert seqs.shape == (4, tokens.lengths[rows].max())
+    for k, i in enumerate(rows):
+        assert lengths[k] == tokens.lengths[i]
+        np.testing.assert_array_equal(seqs[k, : lengths[k]], tokens.tokens(i))
+        assert (seqs[k, lengths[k] :] == vocab.pad_id).all()
+    prompts, plens = padded_sequences(tokens, rows, vocab.pad_id, upto="prompt")
+    for k, i in enumerate(rows):
+        np.testing.assert_array_equal(prompts[k, : plens[k]], tokens.prompt(i))
+        assert prompts[k, plens[k] - 1] == vocab.id(PATH_START)
+    with pytest.raises(ValueError, match="rows must lie"):
+        padded_sequences(tokens, np.array([len(tokens)]), vocab.pad_id)
+
+
+def test_target_masks_hand_computed():
+    # two sequences: lengths 6 and 4, prompts (through <PATH_START>) of 3 and 2 tokens
+    path, real = target_masks(np.array([3, 2]), np.array([6, 4]), width=5)
+    # target j is token j+1: path targets are tokens 3,4,5 / tokens 2,3
+    np.testing.assert_array_equal(path, [[0, 0, 1, 1, 1], [0, 1, 1, 0, 0]])
+    np.testing.assert_array_equal(real, [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+
+
+def test_loss_mask_selects_exactly_the_path_targets(data, vocab):
+    tokens, _ = data
+    rows = np.arange(24)
+    batch = make_lm_batch(tokens, rows, vocab.pad_id, "path")
+    for k, i in enumerate(rows):
+        seq = tokens.tokens(i)
+        picked = batch.targets[k][batch.loss_mask[k]].numpy()
+        np.testing.assert_array_equal(picked, seq[tokens.prompt_len[i] :])  # path cells + <PATH_END>
+        assert seq[tokens.prompt_len[i] - 1] == vocab.id(PATH_START)
+        assert picked[-1] == vocab.id(PATH_END)
+        # teacher forcing: the input at each position is the stored token
+        np.testing.assert_array_equal(batch.inputs[k, : len(seq) - 1].numpy(), seq[:-1])
+    everything = make_lm_batch(tokens, rows, vocab.pad_id, "all")
+    assert int(everything.loss_mask.sum()) == int((tokens.lengths[rows] - 1).sum())
+    assert not (everything.targets[everything.loss_mask] == vocab.pad_id).any()
+    assert torch.equal(everything.path_mask, batch.path_mask)
+
+
+def test_training_feeds_the_stored_tokens(data, vocab, monkeypatch):
+    tokens, val = data
+    fed = []
+
+    class Spy(GPT):
+        def forward(self, x):
+            if self.training:
+                fed.append(x.clone())
+            return super().forward(x)
+
+    monkeypatch.setattr(train_mod, "GPT", Spy)
+    ts = spec(max_steps=3, warmup_steps=1, eval_every=100)
+    train(MODEL, ts, tokens, val, vocab, progress=False)
+    order = DataOrder(len(tokens), ts.batch_size, ts.seed)
+    assert len(fed) == 3
+    for step, x in enumerate(fed):
+        rows = order.rows(step)
+        assert x.shape[1] == tokens.lengths[rows].max() - 1  # padded to the batch's longest, not n_ctx
+        for k, i in enumerate(rows):
+            seq = tokens.tokens(i)
+            np.testing.assert_array_equal(x[k, : len(seq) - 1].numpy(), seq[:-1])
+
+
+def test_data_order_is_epoch_permutations():
+    order = DataOrder(n_rows=10, batch_size=3, seed=7)
+    epoch0 = np.concatenate([order.rows(s) for s in range(3)])
+    assert len(set(epoch0.tolist())) == 9  # 3 full batches, no repeats within an epoch
+    again = DataOrder(n_rows=10, batch_size=3, seed=7)
+    np.testing.assert_array_equal(again.rows(4), order.rows(4))  # pure function of (seed, step)
+    assert not np.array_equal(DataOrder(10, 3, seed=8).rows(0), DataOrder(10, 3, seed=7).rows(0))
+    with pytest.raises(ValueError, match="batch_size"):
+        DataOrder(n_rows=2, batch_size=3, seed=0)
+
+
+# ---------------------------------------------------------------------------- schedule and optimizer
+
+
+def test_lr_schedule_shape():
+    lr, warm, steps, frac = 1e-3, 10, 111, 0.1
+    curve = [lr_at(s, lr, warm, steps, frac) for s in range(steps)]
+    assert curve[0] == pytest.approx(lr / warm)
+    assert curve[warm - 1] == pytest.approx(lr)
+    assert all(b > a for a, b in zip(curve[:warm], curve[1:warm]))  # rising warmup
+    assert curve[warm] == pytest.approx(lr)
+    assert all(b <= a for a, b in zip(curve[warm:], curve[warm + 1 :]))  # cosine decay
+    assert curve[-1] == pytest.approx(lr * frac)
+    mid = warm + (steps - 1 - warm) // 2  # cosine midpoint: halfway between peak and floor
+    assert curve[mid] == pytest.approx(lr * frac + 0.5 * (lr - lr * frac) * (1 + math.cos(math.pi * 0.5)))
+    assert lr_at(0, lr, 0, 5, 0.0) == pytest.approx(lr)  # no warmup
+    with pytest.raises(ValueError, match="step"):
+        lr_at(steps, lr, warm, steps, frac)
+
+
+def test_weight_decay_only_on_matrices():
+    cfg = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_head=8, d_mlp=32, n_ctx=8, d_vocab=10)
+    model = GPT(cfg)
+    decay, keep = param_groups(model, 0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    kept = {names[id(p)] for p in keep["params"]}
+    assert decayed.isdisjoint(kept) and decayed | kept == set(names.values())
+    assert {"embed.weight", "pos_embed.weight", "ln_final.weight", "blocks.0.attn.q.bias"} <= kept
+    assert {"unembed.weight", "blocks.0.attn.q.weight", "blocks.0.mlp.out.weight"} <= decayed
+    assert decay["weight_decay"] == 0.1 and keep["weight_decay"] == 0.0
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+def test_same_seed_same_weights_other_seed_differs(data, vocab):
+    tokens, val = data
+    a = train(MODEL, spec(), tokens, val, vocab, progress=False)
+    b = train(MODEL, spec(), tokens, val, vocab, progress=False)
+    assert weights_sha(a.model) == weights_sha(b.model)
+    assert a.metrics == b.metrics and a.log.curves == b.log.curves
+    c = train(MODEL, spec(seed=1), tokens, val, vocab, progress=False)  # other data order
+    assert weights_sha(c.model) != weights_sha(a.model)
+
+
+def test_resume_after_kill_equals_uninterrupted(data, vocab, tmp_path):
+    tokens, val = data
+    whole = train(MODEL, spec(), tokens, val, vocab, progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_17(step):
+        if step == 17:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(MODEL, spec(), tokens, val, vocab, checkpoint_dir=tmp_path, progress=False, on_step=kill_at_17)
+    resumed = train(MODEL, spec(), tokens, val, vocab, checkpoint_dir=tmp_path, progress=False)
+    assert resumed.resumed_from == 15  # last checkpoint (checkpoint_every=5) before the kill
+    assert weights_sha(resumed.model) == weights_sha(whole.model)
+    assert resumed.metrics == whole.metrics and resumed.log.curves == whole.log.curves
+    # a finished run leaves its final state: rerunning resumes at the end and changes nothing
+    again = train(MODEL, spec(), tokens, val, vocab, checkpoint_dir=tmp_path, progress=False)
+    assert again.resumed_from == spec().max_steps and again.metrics == whole.metrics
+
+
+def test_checkpoint_of_another_run_is_ignored(data, vocab, tmp_path):
+    tokens, val = data
+    train(MODEL, spec(max_steps=10), tokens, val, vocab, checkpoint_dir=tmp_path, progress=False)
+    changed = spec(max_steps=10, lr=1e-3)
+    fresh = train(MODEL, changed, tokens, val, vocab, progress=False)
+    other_params = train(MODEL, changed, tokens, val, vocab, checkpoint_dir=tmp_path, progress=False)
+    assert other_params.resumed_from == 0
+    assert weights_sha(other_params.model) == weights_sha(fresh.model)
+    other_data = train(MODEL, changed, tokens.take(np.arange(1, len(tokens))), val, vocab,
+                       checkpoint_dir=tmp_path, progress=False)
+    assert other_data.resumed_from == 0
+    (tmp_path / train_mod.CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    assert train(MODEL, changed, tokens, val, vocab, checkpoint_dir=tmp_path, progress=False).resumed_from == 0
+
+
+def test_loss_decreases_and_overfits_a_tiny_set(data, vocab):
+    tokens, _ = data
+    small = tokens.take(np.arange(32))
+    ts = spec(batch_size=32, max_steps=150, lr=1e-2, warmup_steps=10, eval_every=150, min_lr_frac=0.1)
+    result = train(MODEL, ts, small, small, vocab, progress=False)
+    losses = [row["loss"] for row in result.log.curves["train"]]
+    assert losses[-1] < 0.25 * losses[0]
+    assert result.metrics["val_exact_path"] >= 0.9  # memorized: greedy paths exact on its own data
+
+
+def test_eval_counts_exact_paths_against_an_oracle(data, vocab):
+    tokens, _ = data
+    rows = np.arange(10)
+
+    seqs = [tokens.tokens(i).astype(np.int64) for i in rows]
+
+    class Oracle(torch.nn.Module):  # all mass on the true next token, except once in maze 3
+        def forward(self, x):  # x: [b, T] in chunks of the batch size; recognise each stored row
+            logits = torch.full((*x.shape, len(vocab)), -10.0)
+            for k in range(x.shape[0]):
+                i = next(i for i, s in enumerate(seqs) if np.array_equal(x[k, : len(s) - 1].numpy(), s[:-1]))
+                logits[k, torch.arange(len(seqs[i]) - 1), torch.from_numpy(seqs[i][1:])] = 10.0
+                if i == 3:  # first path cell: uniform logits, argmax (id 0) is wrong
+                    logits[k, tokens.prompt_len[3] - 1, :] = 0.0
+            return logits
+
+    out = evaluate_teacher_forced(Oracle(), tokens, rows, vocab.pad_id, batch_size=4)
+    assert out["exact_path"] == pytest.approx(0.9)
+    n_path = int((tokens.lengths[rows] - tokens.prompt_len[rows]).sum())
+    assert out["path_token_acc"] == pytest.approx((n_path - 1) / n_path)
+    # loss: ~0 where the oracle is sure, log(V) at the one uniform position
+    assert out["path_loss"] == pytest.approx(math.log(len(vocab)) / n_path, rel=1e-3)
+    everything = evaluate_teacher_forced(Oracle(), tokens, rows, vocab.pad_id, batch_size=3, loss_on="all")
+    n_all = int((tokens.lengths[rows] - 1).sum())
+    assert everything["loss"] == pytest.approx(math.log(len(vocab)) / n_all, rel=1e-3)
+    assert everything["exact_path"] == out["exact_path"]
+
+
+def test_bad_settings_raise_clear_errors(data, vocab):
+    tokens, val = data
+    longest = int(max(tokens.lengths.max(), val.lengths.max()))
+    assert resolve_n_ctx(None, tokens, val) == longest
+    assert resolve_n_ctx(longest + 3, tokens, val) == longest + 3
+    with pytest.raises(ValueError, match="model.n_ctx=.* smaller than the longest"):
+        train(MODEL.model_copy(update={"n_ctx": longest - 1}), spec(), tokens, val, vocab, progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        train(MODEL, spec(batch_size=len(tokens) + 1), tokens, val, vocab, progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="train.device=cuda"):
+            train(MODEL, spec(device="cuda"), tokens, val, vocab, progress=False)
+
+
+# ---------------------------------------------------------------------------- the stage
+
+
+def test_stage_writes_model_metrics_and_curves(data, vocab, tmp_path, monkeypatch):
+    import yaml
+
+    from mazesearch.model import load_gpt
+    from stages import train as stage
+
+    tokens, val = data
+    write_tokens(tokens, tmp_path / "train.parquet")
+    write_tokens(val, tmp_path / "val.parquet")
+    vocab.to_json(tmp_path / "vocab.json")
+    params = {
+        "datasets": {"train": {"generator": "dfs", "grid_n": 3, "n_mazes": 200, "seed": 1},
+                     "val": {"generator": "dfs", "grid_n": 3, "n_mazes": 40, "seed": 2}},
+        "tokenizer": {"max_grid_n": 4},
+        "model": MODEL.model_dump(),
+        "train": spec(max_steps=12).model_dump(),
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    argv = ["stages.train", "--params", str(tmp_path / "params.yaml"), "--train", str(tmp_path / "train.parquet"),
+            "--val", str(tmp_path / "val.parquet"), "--vocab", str(tmp_path / "vocab.json"),
+            "--model-dir", str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports"),
+            "--checkpoint-dir", str(tmp_path / "ckpt")]
+    monkeypatch.setattr(sys, "argv", argv)
+    stage.main()
+    outputs = ["models/model.safetensors", "models/model_config.json", "reports/metrics.json",
+               "reports/curves/train.csv", "reports/curves/val.csv"]
+    first = {name: (tmp_path / name).read_bytes() for name in outputs}
+    metrics = json.loads(first["reports/metrics.json"])
+    assert set(metrics) >= {"train_loss", "val_loss", "val_exact_path", "steps", "tokens_seen"}
+    assert metrics["steps"] == 12
+    header = first["reports/curves/val.csv"].decode().splitlines()[0].split(",")
+    assert header[0] == "step" and "val_exact_path" in header
+    model = load_gpt(tmp_path / "models")
+    assert model.cfg.n_ctx == int(max(tokens.lengths.max(), val.lengths.max()))
+    assert model.cfg.d_vocab == len(vocab)
+    # rerun from scratch (checkpoints removed): byte-identical outputs
+    for f in (tmp_path / "ckpt").iterdir():
+        f.unlink()
+    stage.main()
+    assert {name: (tmp_path / name).read_bytes() for name in outputs} == first
