@@ -8,9 +8,9 @@ The on-disk format is in docs/activations.md.
 
 Two ways to compute the same activations (``backend``):
 
-* ``"gpt"``: the hook-free training module, read at the residual stream (the embeddings entering
-  block 0 and every block's output). Fast; tests/test_activations.py proves it equals the
-  TransformerLens bridge's ``run_with_cache`` at the same hooks to <= 1e-4.
+* ``"gpt"``: the hook-free training module, read at the residual stream (``GPT.residual_stream``:
+  the embeddings entering block 0 and every block's output). Fast; tests/test_activations.py
+  proves it equals the TransformerLens bridge's ``run_with_cache`` at the same hooks to <= 1e-4.
 * ``"bridge"``: TransformerLens' ``run_with_cache(names_filter=...)``; any hook whose activation is
   shaped ``[batch, pos, ...]`` (``blocks.0.mlp.hook_post``, ``blocks.1.attn.hook_z``, ...).
 
@@ -29,7 +29,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from mazesearch.model import GPT, rotary_tables
+from mazesearch.model import GPT
 from mazesearch.tokens import PATH_END, PATH_START, TARGET_END, TokenBatch, Vocab
 
 FORMAT = "mazesearch.activations/1"
@@ -199,26 +199,6 @@ Pick = Callable[[str, torch.Tensor], torch.Tensor]
 Runner = Callable[[torch.Tensor, Pick], dict[str, torch.Tensor]]
 
 
-def residual_stream(model: GPT, tokens: torch.Tensor, depth: int | None = None) -> Iterator[torch.Tensor]:
-    """The residual stream of ``model``: entering block 0, then after each block (up to ``depth``).
-
-    Yields ``depth + 1`` (default n_layers + 1) tensors ``[batch, pos, d_model]``, one at a time.
-    Mirrors ``GPT.forward`` up to ``ln_final``, calling the model's own blocks.
-    """
-    depth = model.cfg.n_layers if depth is None else depth
-    pos = tokens.shape[1]
-    resid = model.embed(tokens)
-    rotary = None
-    if model.pos_embed is not None:
-        resid = resid + model.pos_embed.weight[:pos]
-    else:
-        rotary = tuple(t.to(resid.dtype) for t in rotary_tables(pos, model.cfg.d_head, device=tokens.device))
-    yield resid
-    for block in model.blocks[:depth]:
-        resid = block(resid, rotary)
-        yield resid
-
-
 def gpt_runner(model: GPT, layers: Sequence[str]) -> Runner:
     depth_of = {layer: _residual_depth(layer) for layer in layers}
     if None in depth_of.values():
@@ -228,7 +208,7 @@ def gpt_runner(model: GPT, layers: Sequence[str]) -> Runner:
 
     def run(tokens: torch.Tensor, pick: Pick) -> dict[str, torch.Tensor]:
         picked = {}
-        for d, resid in enumerate(residual_stream(model, tokens, max(layer_at))):
+        for d, resid in enumerate(model.residual_stream(tokens, max(layer_at))):
             if d in layer_at:
                 picked[layer_at[d]] = pick(layer_at[d], resid)
         return {layer: picked[layer] for layer in layers}

@@ -17,7 +17,8 @@ import numpy as np
 
 from mazesearch.generate import generate_open, maze_seeds
 from mazesearch.maze import MazeBatch, maze_ids
-from mazesearch.solve import MazeValidationError, choose_endpoints, path_stats, solve, validate
+from mazesearch.solve import choose_endpoints, path_stats, solve
+from mazesearch.validate import MazeValidationError, validate
 
 GENERATOR_OPTIONS = ("forkless", "max_cells", "max_cells_frac", "max_depth", "p", "n_obstacles",
                      "obstacle_size")

@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import numba
 import numpy as np
 import pandas as pd
 
-from mazesearch.maze import MazeBatch, n_edges, neighbour_table
+from mazesearch import solve
+from mazesearch.maze import MazeBatch, n_edges
 
 KINDS = ("path_start", "path", "target_end")
 TASKS = ("multilabel", "multiclass", "regression")
@@ -120,37 +120,9 @@ def _defined_at(rows: _Rows, name: str) -> np.ndarray:
 # ---------------------------------------------------------------------------- BFS
 
 
-@numba.njit(cache=True)
-def _bfs_distances(open_: np.ndarray, source: np.ndarray, nbr: np.ndarray,
-                   via: np.ndarray) -> np.ndarray:
-    """Moves from source[b] to every cell of maze b through open edges; -1 if unreachable."""
-    B = open_.shape[0]
-    N = nbr.shape[0]
-    dist = np.full((B, N), -1, dtype=np.int32)
-    queue = np.empty(N, dtype=np.int32)
-    for b in range(B):
-        head, tail = 0, 1
-        queue[0] = source[b]
-        dist[b, source[b]] = 0
-        while head < tail:
-            cell = queue[head]
-            head += 1
-            for d in range(4):
-                nxt = nbr[cell, d]
-                if nxt >= 0 and open_[b, via[cell, d]] and dist[b, nxt] < 0:
-                    dist[b, nxt] = dist[b, cell] + 1
-                    queue[tail] = nxt
-                    tail += 1
-    return dist
-
-
 def bfs_distances(mazes: MazeBatch, source: np.ndarray) -> np.ndarray:
     """Shortest-path moves from ``source[b]`` to every cell: ``int32 [B, n_cells]``, -1 unreachable."""
-    nbr, via = neighbour_table(mazes.grid_n)
-    return _bfs_distances(
-        np.ascontiguousarray(mazes.open, dtype=np.uint8),
-        np.ascontiguousarray(source, dtype=np.int32), nbr, via,
-    )
+    return solve.bfs_distances(mazes.grid_n, mazes.open, source)
 
 
 def shortest_path_cells(mazes: MazeBatch) -> np.ndarray:

@@ -20,6 +20,7 @@ import numba
 import numpy as np
 
 from mazesearch.maze import MazeBatch, neighbour_table
+from mazesearch.solve import bfs_distances
 
 # Column order of the per-maze metric table (predictions parquet, aggregates, docs).
 BOOL_METRICS = ("exact_path", "valid_path", "starts_at_origin", "target_reached", "correct_end", "ended")
@@ -61,35 +62,9 @@ class Walks:
 # ---------------------------------------------------------------------------- graph helpers
 
 
-@numba.njit(cache=True)
-def _distances_to_target(nbr, via, open_, target):
-    """BFS distance of every cell to the target through open edges: int32 [B, n*n], -1 = unreachable."""
-    B = open_.shape[0]
-    n_cells = nbr.shape[0]
-    dist = np.full((B, n_cells), -1, dtype=np.int32)
-    queue = np.empty(n_cells, dtype=np.int32)
-    for i in range(B):
-        head, tail = 0, 0
-        queue[tail] = target[i]
-        tail += 1
-        dist[i, target[i]] = 0
-        while head < tail:
-            a = queue[head]
-            head += 1
-            for k in range(4):
-                b = nbr[a, k]
-                if b >= 0 and open_[i, via[a, k]] and dist[i, b] < 0:
-                    dist[i, b] = dist[i, a] + 1
-                    queue[tail] = b
-                    tail += 1
-    return dist
-
-
 def distances_to_target(batch: MazeBatch) -> np.ndarray:
     """``int32 [B, n*n]``: open-edge BFS distance from every cell to the maze's target, -1 if cut off."""
-    nbr, via = neighbour_table(batch.grid_n)
-    return _distances_to_target(nbr, via, np.ascontiguousarray(batch.open, dtype=np.uint8),
-                                np.ascontiguousarray(batch.target, dtype=np.int32))
+    return bfs_distances(batch.grid_n, batch.open, batch.target)
 
 
 @numba.njit(cache=True)

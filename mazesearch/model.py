@@ -8,6 +8,11 @@ unembed bias) and the same seeded init. So training uses this fast module (fused
 no hook points) and analysis loads the very same weights into the bridge (mazesearch.bridge);
 tests/test_bridge.py proves the two compute the same logits.
 
+Besides ``forward``, GPT exposes the pieces other modules build on, so the model math lives here
+only: ``embed_tokens`` (the residual stream entering block 0, at any positions),
+``residual_stream`` (after every block, for the activation cache), ``forward_cached`` with
+``new_kv_cache`` (incremental decoding, mazesearch.rollout) and ``logits``.
+
 This module does not import transformer_lens (it is slow to import and the data/eval stages
 don't need it).
 """
@@ -20,6 +25,7 @@ import math
 import numbers
 import os
 from pathlib import Path
+from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -92,15 +98,21 @@ def _norm(cfg: ModelConfig) -> nn.Module:
     return nn.LayerNorm(cfg.d_model, eps=LN_EPS) if cfg.normalization == "LN" else nn.Identity()
 
 
-def rotary_tables(n_pos: int, d_head: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin ``[n_pos, d_head]`` for adjacent-pair RoPE: dims (2i, 2i+1) rotate together.
+def rotary_angles(positions: torch.Tensor, d_head: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin ``[*positions.shape, d_head]`` for adjacent-pair RoPE: dims (2i, 2i+1) rotate
+    together, by ``position / ROTARY_BASE**(2i / d_head)``.
 
-    Computed exactly as TransformerLens' NativeRotary does (float32, then repeat_interleave), so
-    each position's angles are bit-identical to the bridge's tables.
+    Computed exactly as TransformerLens' NativeRotary does (float32 outer product, then
+    repeat_interleave), so each position's angles are bit-identical to the bridge's tables.
     """
-    inv_freq = 1.0 / (ROTARY_BASE ** (torch.arange(0, d_head, 2, device=device).float() / d_head))
-    freqs = torch.outer(torch.arange(n_pos, device=device).float(), inv_freq)
+    inv_freq = 1.0 / (ROTARY_BASE ** (torch.arange(0, d_head, 2, device=positions.device).float() / d_head))
+    freqs = positions.float()[..., None] * inv_freq  # = torch.outer for 1-d positions
     return freqs.cos().repeat_interleave(2, dim=-1), freqs.sin().repeat_interleave(2, dim=-1)
+
+
+def rotary_tables(n_pos: int, d_head: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin ``[n_pos, d_head]``: :func:`rotary_angles` at positions 0..n_pos-1."""
+    return rotary_angles(torch.arange(n_pos, device=device), d_head)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -110,15 +122,31 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return x * cos + rotated_half * sin
 
 
-def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     mask: torch.Tensor | None = None) -> torch.Tensor:
     """Fused causal attention, scale 1/sqrt(d_head) (TL: scores / sqrt(d_head)); no pattern is
-    materialized. Under CPU bf16 autocast it runs in float32: PyTorch's CPU flash-attention
-    backward is several times slower in bf16 than in fp32, and attention is a small share of the
-    FLOPs, so the linear layers keep the bf16 speed-up."""
+    materialized. q ``[batch, head, q_pos, d_head]`` are the last q_pos of the k/v positions
+    ``[batch, head, k_pos, d_head]`` (q_pos < k_pos when earlier keys come from a KV cache).
+    ``mask`` (bool, True = may attend, broadcast to ``[batch, head, q_pos, k_pos]``) replaces
+    the causal mask, e.g. to hide left padding.
+
+    Under CPU bf16 autocast it runs in float32: PyTorch's CPU flash-attention backward is several
+    times slower in bf16 than in fp32, and attention is a small share of the FLOPs, so the linear
+    layers keep the bf16 speed-up."""
+    n_q, n_k = q.shape[-2], k.shape[-2]
+    if mask is None and 1 < n_q < n_k:  # SDPA's is_causal aligns queries with the *first* keys
+        mask = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril(n_k - n_q)
+    is_causal = mask is None and n_q == n_k  # a single query (n_q == 1) sees every key
     if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
         with torch.autocast("cpu", enabled=False):
-            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True)
-    return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask,
+                                                  is_causal=is_causal)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+
+
+# One layer's key/value cache: keys, values [batch, head, width, d_head]; column j holds the
+# token at column j of the (possibly left-padded) sequences fed so far.
+KVBuffers = tuple[torch.Tensor, torch.Tensor]
 
 
 class CausalSelfAttention(nn.Module):
@@ -131,13 +159,22 @@ class CausalSelfAttention(nn.Module):
         self.v = nn.Linear(cfg.d_model, inner)
         self.o = nn.Linear(inner, cfg.d_model)
 
-    def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-        batch, pos, _ = x.shape  # x: [batch, pos, d_model]
+    def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None,
+                kv: KVBuffers | None = None, start: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x ``[batch, pos, d_model]`` -> ``[batch, pos, d_model]``. With ``kv`` (this layer's
+        key/value buffers) x sits at columns start..start+pos-1: its keys and values are written
+        there and its queries attend to every column up to their own."""
+        batch, pos, _ = x.shape
         q, k, v = (proj(x).view(batch, pos, self.n_heads, self.d_head).transpose(1, 2)
                    for proj in (self.q, self.k, self.v))
         if rotary is not None:  # q, k, v: [batch, head, pos, d_head]
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
-        z = causal_attention(q, k, v)  # [batch, head, pos, d_head]
+        if kv is not None:
+            keys, values = kv
+            keys[:, :, start : start + pos] = k
+            values[:, :, start : start + pos] = v
+            k, v = keys[:, :, : start + pos], values[:, :, : start + pos]
+        z = causal_attention(q, k, v, mask)  # [batch, head, pos, d_head]
         return self.o(z.transpose(1, 2).reshape(batch, pos, self.n_heads * self.d_head))
 
 
@@ -162,8 +199,9 @@ class Block(nn.Module):
         self.ln2 = _norm(cfg)
         self.mlp = MLP(cfg)
 
-    def forward(self, resid: torch.Tensor, rotary) -> torch.Tensor:  # [batch, pos, d_model]
-        resid = resid + self.attn(self.ln1(resid), rotary)
+    def forward(self, resid: torch.Tensor, rotary, kv: KVBuffers | None = None, start: int = 0,
+                mask: torch.Tensor | None = None) -> torch.Tensor:  # [batch, pos, d_model]
+        resid = resid + self.attn(self.ln1(resid), rotary, kv, start, mask)
         return resid + self.mlp(self.ln2(resid))
 
 
@@ -218,21 +256,73 @@ class GPT(nn.Module):
                 module.bias.zero_()
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        if tokens.ndim != 2:
-            raise ValueError(f"tokens must be [batch, pos], got shape {tuple(tokens.shape)}")
-        pos = tokens.shape[1]
-        if pos > self.cfg.n_ctx:
-            raise ValueError(f"sequence length {pos} exceeds n_ctx={self.cfg.n_ctx}")
-        resid = self.embed(tokens)  # [batch, pos, d_model]
-        rotary = None
-        if self.pos_embed is not None:
-            resid = resid + self.pos_embed.weight[:pos]
-        else:
-            rotary = rotary_tables(pos, self.cfg.d_head, device=tokens.device)
-            rotary = tuple(t.to(resid.dtype) for t in rotary)
+        self._check_tokens(tokens)
+        resid, rotary = self.embed_tokens(tokens)
         for block in self.blocks:
             resid = block(resid, rotary)
-        return self.unembed(self.ln_final(resid))  # [batch, pos, d_vocab]
+        return self.logits(resid)  # [batch, pos, d_vocab]
+
+    def _check_tokens(self, tokens: torch.Tensor) -> None:
+        if tokens.ndim != 2:
+            raise ValueError(f"tokens must be [batch, pos], got shape {tuple(tokens.shape)}")
+        if tokens.shape[1] > self.cfg.n_ctx:
+            raise ValueError(f"sequence length {tokens.shape[1]} exceeds n_ctx={self.cfg.n_ctx}")
+
+    def embed_tokens(self, tokens: torch.Tensor, positions: torch.Tensor | None = None):
+        """tokens ``[batch, pos]`` -> (resid ``[batch, pos, d_model]`` entering block 0, rotary).
+
+        ``positions`` (long ``[pos]``, or ``[batch, pos]`` per row, e.g. for left padding; default
+        0..pos-1) place each token. ``rotary`` is the (cos, sin) pair the blocks rotate q and k
+        by, broadcastable to ``[batch, head, pos, d_head]``; None with learned positions.
+        """
+        resid = self.embed(tokens)
+        if self.pos_embed is not None:
+            table = self.pos_embed.weight
+            return resid + (table[: tokens.shape[1]] if positions is None else table[positions]), None
+        if positions is None:
+            positions = torch.arange(tokens.shape[1], device=tokens.device)
+        cos, sin = rotary_angles(positions, self.cfg.d_head)  # [(batch,) pos, d_head]
+        if positions.ndim == 2:
+            cos, sin = cos[:, None], sin[:, None]  # per-row positions: broadcast over heads
+        return resid, (cos.to(resid.dtype), sin.to(resid.dtype))
+
+    def residual_stream(self, tokens: torch.Tensor, depth: int | None = None) -> Iterator[torch.Tensor]:
+        """The residual stream entering block 0 (TL ``blocks.0.hook_resid_pre``), then after each
+        of the first ``depth`` blocks (``blocks.{i}.hook_resid_post``; default all): ``depth + 1``
+        tensors ``[batch, pos, d_model]``, yielded one at a time so each can be freed."""
+        self._check_tokens(tokens)
+        resid, rotary = self.embed_tokens(tokens)
+        yield resid
+        for block in self.blocks[:depth]:
+            resid = block(resid, rotary)
+            yield resid
+
+    def logits(self, resid: torch.Tensor) -> torch.Tensor:
+        """The last residual stream ``[..., d_model]`` -> logits ``[..., d_vocab]``."""
+        return self.unembed(self.ln_final(resid))
+
+    def new_kv_cache(self, batch: int, width: int) -> list[KVBuffers]:
+        """Empty key/value buffers for :meth:`forward_cached`: one pair per block, each
+        ``[batch, head, width, d_head]``, where the parameters live."""
+        p = next(self.parameters())
+        shape = (batch, self.cfg.n_heads, width, self.cfg.d_head)
+        return [(torch.empty(shape, dtype=p.dtype, device=p.device),
+                 torch.empty(shape, dtype=p.dtype, device=p.device)) for _ in self.blocks]
+
+    def forward_cached(self, tokens: torch.Tensor, kv_cache: list[KVBuffers], start: int,
+                       positions: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Incremental decoding: run tokens ``[batch, t]`` as columns start..start+t-1 of
+        sequences whose earlier columns are in ``kv_cache`` (:meth:`new_kv_cache`); their keys
+        and values are written there. ``positions`` default to the columns; ``mask`` (bool
+        ``[batch, 1, t, start + t]``, True = may attend) replaces the causal mask, e.g. to hide
+        left padding. Returns the last residual stream ``[batch, t, d_model]`` (:meth:`logits`).
+        """
+        if positions is None:
+            positions = torch.arange(start, start + tokens.shape[1], device=tokens.device)
+        resid, rotary = self.embed_tokens(tokens, positions)
+        for block, kv in zip(self.blocks, kv_cache):
+            resid = block(resid, rotary, kv, start, mask)
+        return resid
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -21,9 +21,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-
-from mazesearch.model import apply_rotary, rotary_tables
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # LongTensor [batch, pos] -> [batch, pos, vocab]
 COMPACT_BELOW = 0.75  # drop finished rows once fewer than this fraction of the batch is alive
@@ -82,8 +79,8 @@ class _Recompute:
 class _KVCache:
     """Our GPT with a key/value cache over left-padded prompts (see module doc).
 
-    Repeats GPT.forward's math (mazesearch/model.py) one position at a time; a test checks the
-    two agree. Row r's token in column j sits at position ``j - pad[r]``; pad columns are
+    Drives ``GPT.forward_cached`` one column at a time; a test checks it agrees with
+    ``GPT.forward``. Row r's token in column j sits at position ``j - pad[r]``; pad columns are
     masked out as keys, so real tokens attend exactly what they would unpadded.
     """
 
@@ -103,13 +100,7 @@ class _KVCache:
         self.pad = torch.from_numpy(L - lengths).to(device)  # [rows] left pad per row
         self.padded = bool(self.pad.max() > 0)
         self.max_pos = cfg.n_ctx - 1 if cfg.positional == "learned" else width - 1
-        b, h, d = len(prompts), cfg.n_heads, cfg.d_head
-        dtype = next(model.parameters()).dtype
-        self.k = [torch.empty(b, h, width, d, dtype=dtype, device=device) for _ in range(cfg.n_layers)]
-        self.v = [torch.empty(b, h, width, d, dtype=dtype, device=device) for _ in range(cfg.n_layers)]
-        if cfg.positional == "rotary":
-            cos, sin = (t.to(dtype) for t in rotary_tables(width, d, device=device))
-            self.rotary = (cos, sin)  # [width, d_head] each
+        self.kv = model.new_kv_cache(len(prompts), width)  # per block: keys, values [rows, head, width, d_head]
         # One pass over prompt (+ teacher): logits from the last prompt column on.
         logits = self._forward(tokens.to(device), 0, first_logit_col=L - 1)  # [rows, 1 + T, vocab]
         self._last = logits[:, 0]
@@ -137,39 +128,11 @@ class _KVCache:
         Returns the last column's logits [rows, vocab], or with ``first_logit_col`` the logits of
         every column from there to the end [rows, cols, vocab].
         """
-        m, cfg = self.model, self.model.cfg
-        b, t = tokens.shape
-        pos = self._positions(start, t)
-        resid = m.embed(tokens)  # [rows, t, d_model]
-        rotary = None
-        if m.pos_embed is not None:
-            resid = resid + m.pos_embed.weight[pos]
-        else:
-            cos, sin = self.rotary
-            rotary = (cos[pos][:, None], sin[pos][:, None])  # [rows, 1, t, d_head]
-        mask = self._mask(start, t)
-        end = start + t
-        for layer, block in enumerate(m.blocks):
-            attn = block.attn
-            x = block.ln1(resid)
-            w = torch.cat((attn.q.weight, attn.k.weight, attn.v.weight))
-            bias = torch.cat((attn.q.bias, attn.k.bias, attn.v.bias))
-            qkv = F.linear(x, w, bias).view(b, t, 3, cfg.n_heads, cfg.d_head)
-            q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [rows, head, t, d_head]
-            if rotary is not None:
-                q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
-            self.k[layer][:, :, start:end] = k
-            self.v[layer][:, :, start:end] = v
-            keys, values = self.k[layer][:, :, :end], self.v[layer][:, :, :end]
-            if mask is None:  # unpadded: plain causal attention over the cache
-                z = F.scaled_dot_product_attention(q, keys, values, is_causal=(t > 1 and start == 0))
-            else:
-                z = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
-            resid = resid + attn.o(z.transpose(1, 2).reshape(b, t, cfg.n_heads * cfg.d_head))
-            resid = resid + block.mlp(block.ln2(resid))
+        t = tokens.shape[1]
+        resid = self.model.forward_cached(tokens, self.kv, start, self._positions(start, t), self._mask(start, t))
         if first_logit_col is None:
-            return m.unembed(m.ln_final(resid[:, -1]))  # [rows, vocab]
-        return m.unembed(m.ln_final(resid[:, first_logit_col - start :]))  # [rows, cols, vocab]
+            return self.model.logits(resid[:, -1])  # [rows, vocab]
+        return self.model.logits(resid[:, first_logit_col - start :])  # [rows, cols, vocab]
 
     def next_logits(self) -> torch.Tensor:
         return self._last
@@ -181,8 +144,7 @@ class _KVCache:
     def keep(self, rows: torch.Tensor) -> None:
         self.pad = self.pad[rows]
         self.teacher_argmax = None  # already collected by the loop
-        self.k = [k[rows] for k in self.k]
-        self.v = [v[rows] for v in self.v]
+        self.kv = [(k[rows], v[rows]) for k, v in self.kv]
         self._last = self._last[rows]
 
 

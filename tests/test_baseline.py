@@ -5,8 +5,9 @@ import networkx as nx
 import numpy as np
 import pytest
 
+from helpers import batch_from_paths
 from mazesearch.baseline import baseline_fork_choices, baseline_walks
-from mazesearch.maze import MazeBatch, edge_endpoints, edge_index, n_edges
+from mazesearch.maze import edge_endpoints, edge_index, n_edges
 from mazesearch.metrics import compute_metrics, decision_points
 
 # 3x3 trees (cells r*3+c).  T1: forks at 1, 4, 7 with two onward options each.
@@ -16,21 +17,13 @@ T2 = [(1, 4), (3, 4), (4, 5), (4, 7), (0, 1), (1, 2), (6, 7), (7, 8)]
 
 
 def make_batch(n, edges_per_maze, origins, targets):
-    B = len(edges_per_maze)
-    open_ = np.zeros((B, n_edges(n)), dtype=np.uint8)
+    open_ = np.zeros((len(edges_per_maze), n_edges(n)), dtype=np.uint8)
     paths = []
     for i, edges in enumerate(edges_per_maze):
         for a, b in edges:
             open_[i, edge_index(n, a, b)] = 1
         paths.append(nx.shortest_path(nx.Graph(list(edges)), origins[i], targets[i]))
-    offsets = np.concatenate([[0], np.cumsum([len(p) for p in paths])]).astype(np.int64)
-    return MazeBatch(
-        grid_n=n, generator="hand", open=open_,
-        origin=np.array(origins, dtype=np.int32), target=np.array(targets, dtype=np.int32),
-        path_flat=np.concatenate([np.array(p, dtype=np.int32) for p in paths]), path_offsets=offsets,
-        n_shortest_paths=np.ones(B, dtype=np.int64), forks_on_path=np.zeros(B, dtype=np.int16),
-        n_dead_ends=np.zeros(B, dtype=np.int16),
-    )
+    return batch_from_paths(n, open_, paths, generator="hand")
 
 
 def analytic_exact_rate(edges, path):

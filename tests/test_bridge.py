@@ -7,30 +7,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import VOCAB, tiny
 from mazesearch.bridge import bridge_config, load_model, resid_post_names, to_bridge
 from mazesearch.dataset import build_mazes
 import mazesearch.model as model_module
-from mazesearch.model import GPT, ModelConfig, rotary_tables, save_checkpoint
-from mazesearch.tokens import TokenizerOptions, Vocab, encode
+from mazesearch.model import GPT, ModelConfig, save_checkpoint
+from mazesearch.tokens import TokenizerOptions, encode
 from transformer_lens.model_bridge.sources import boot_native
 
-VOCAB = Vocab.build(8)
 TOL = 1e-4
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread(maze_tokens):
-    """Tiny models on a shared 2-core box: extra intra-op threads only add contention. Set after
-    the mazes are built: numba's parallel kernels reset the OpenMP thread count torch reads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def tiny(**overrides) -> ModelConfig:
-    base = dict(d_model=32, n_layers=2, n_heads=4, d_head=8, d_mlp=64, n_ctx=200, d_vocab=len(VOCAB))
-    return ModelConfig(**{**base, **overrides})
+pytestmark = pytest.mark.usefixtures("single_thread_torch")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -126,17 +113,7 @@ def test_run_with_cache_resid_post(positional, maze_tokens):
     wanted = names + ["hook_embed", "blocks.0.hook_resid_pre"] + (["hook_pos_embed"] if positional == "learned" else [])
     with torch.no_grad():
         logits, cache = bridge.run_with_cache(maze_tokens, names_filter=lambda n: n in wanted)
-        # GPT's own residual stream, block by block
-        resid = model.embed(maze_tokens)
-        rotary = None
-        if positional == "learned":
-            resid = resid + model.pos_embed.weight[: maze_tokens.shape[1]]
-        else:
-            rotary = rotary_tables(maze_tokens.shape[1], cfg.d_head)
-        ours = []
-        for block in model.blocks:
-            resid = block(resid, rotary)
-            ours.append(resid)
+        ours = list(model.residual_stream(maze_tokens))[1:]  # GPT's own stream after each block
     assert set(cache.keys()) == set(wanted)
     embed = cache["hook_embed"] + (cache["hook_pos_embed"] if positional == "learned" else 0)
     assert (embed - cache["blocks.0.hook_resid_pre"]).abs().max() == 0

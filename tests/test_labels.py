@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import batch_from_paths
 from mazesearch.labels import build_labels, bfs_distances, emit_step, shortest_path_cells
 from mazesearch.maze import MazeBatch, edge_endpoints, edge_index, n_edges
 
@@ -15,21 +16,11 @@ CYCLE_PATH = [0, 1, 4]  # all edges open: 0 -> 4 also via 3
 
 
 def make_batch(n: int, edge_lists: list[list[tuple[int, int]]], paths: list[list[int]]) -> MazeBatch:
-    B = len(paths)
-    open_ = np.zeros((B, n_edges(n)), dtype=np.uint8)
+    open_ = np.zeros((len(paths), n_edges(n)), dtype=np.uint8)
     for i, edges in enumerate(edge_lists):
         for a, b in edges:
             open_[i, edge_index(n, a, b)] = 1
-    offsets = np.zeros(B + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(p) for p in paths])
-    return MazeBatch(
-        grid_n=n, generator="test", open=open_,
-        origin=np.array([p[0] for p in paths], np.int32),
-        target=np.array([p[-1] for p in paths], np.int32),
-        path_flat=np.concatenate(paths).astype(np.int32), path_offsets=offsets,
-        n_shortest_paths=np.ones(B, np.int64), forks_on_path=np.zeros(B, np.int16),
-        n_dead_ends=np.zeros(B, np.int16),
-    )
+    return batch_from_paths(n, open_, paths)
 
 
 def make_index(batch: MazeBatch) -> pd.DataFrame:

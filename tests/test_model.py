@@ -16,29 +16,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import VOCAB, tiny
 from mazesearch.dataset import build_mazes
 from mazesearch.model import (
     CONFIG_FILE, GPT, WEIGHTS_FILE, ModelConfig, apply_rotary, causal_attention, load_gpt, rotary_tables,
     save_checkpoint,
 )
-from mazesearch.tokens import TokenizerOptions, Vocab, encode
+from mazesearch.tokens import TokenizerOptions, encode
 
-VOCAB = Vocab.build(8)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread(maze_tokens):
-    """Tiny models on a shared 2-core box: extra intra-op threads only add contention. Set after
-    the mazes are built: numba's parallel kernels reset the OpenMP thread count torch reads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def tiny(**overrides) -> ModelConfig:
-    base = dict(d_model=32, n_layers=2, n_heads=4, d_head=8, d_mlp=64, n_ctx=200, d_vocab=len(VOCAB))
-    return ModelConfig(**{**base, **overrides})
+pytestmark = pytest.mark.usefixtures("single_thread_torch")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
+from helpers import batch_from_paths
 from mazesearch.labels import Label, build_labels
 from mazesearch.maze import MazeBatch, edge_index, n_edges, neighbour_table, write_mazes
 from mazesearch.probes import (
@@ -45,16 +46,7 @@ def tree_mazes(n: int, B: int, seed: int) -> MazeBatch:
             stack.append(nxt)
         o, t = rng.choice(n * n, 2, replace=False)
         paths.append(nx.shortest_path(tree, int(o), int(t)))
-    offsets = np.zeros(B + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(p) for p in paths])
-    return MazeBatch(
-        grid_n=n, generator="test", open=open_,
-        origin=np.array([p[0] for p in paths], np.int32),
-        target=np.array([p[-1] for p in paths], np.int32),
-        path_flat=np.concatenate(paths).astype(np.int32), path_offsets=offsets,
-        n_shortest_paths=np.ones(B, np.int64), forks_on_path=np.zeros(B, np.int16),
-        n_dead_ends=np.zeros(B, np.int16),
-    )
+    return batch_from_paths(n, open_, paths)
 
 
 def store_index(batch: MazeBatch) -> pd.DataFrame:

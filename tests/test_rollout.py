@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import one_torch_thread
 from mazesearch.dataset import build_mazes
 from mazesearch.metrics import compute_metrics, decision_points
 from mazesearch.model import GPT, ModelConfig
@@ -15,12 +16,9 @@ from mazesearch.tokens import TokenizerOptions, Vocab, encode
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models: threads only contend (the machine is shared); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def one_thread(trees, cyclic):  # after the mazes are built: see helpers.one_torch_thread
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 from mazesearch.maze import MazeBatch, edge_endpoints, edge_index, n_edges
-from mazesearch.solve import (
-    MazeValidationError, choose_endpoints, path_stats, solve, validate,
-)
+from mazesearch.solve import choose_endpoints, path_stats, solve
+from mazesearch.validate import MazeValidationError, validate
 
 # ---------------------------------------------------------------------------- helpers
 

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import batch_from_paths
 from mazesearch.decode import TokenDecodeError, decode, decode_path
 from mazesearch.maze import MazeBatch, edge_endpoints, edge_index, n_edges
 from mazesearch.tokens import (
@@ -34,15 +35,7 @@ def make_batch(n: int, open_: np.ndarray, origin, target) -> MazeBatch:
         g.add_nodes_from(range(n * n))
         g.add_edges_from(map(tuple, edge_endpoints(n)[row == 1].tolist()))
         paths.append(nx.shortest_path(g, int(o), int(t)))
-    lengths = [len(p) for p in paths]
-    B = len(paths)
-    return MazeBatch(
-        grid_n=n, generator="test", open=open_, origin=np.asarray(origin, np.int32),
-        target=np.asarray(target, np.int32), path_flat=np.concatenate(paths).astype(np.int32),
-        path_offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        n_shortest_paths=np.ones(B, np.int64), forks_on_path=np.zeros(B, np.int16),
-        n_dead_ends=np.zeros(B, np.int16),
-    )
+    return batch_from_paths(n, open_, paths)
 
 
 def random_batch(n: int, B: int, seed: int, p: float = 0.6) -> MazeBatch:

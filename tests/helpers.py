@@ -1,0 +1,55 @@
+"""Builders shared by several test files: ``from helpers import ...`` (pytest puts tests/ on
+sys.path, since tests/ is not a package)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from mazesearch.maze import MazeBatch
+from mazesearch.tokens import Vocab
+
+# torch (mazesearch.model) is imported inside the model helpers: the maze-only test files that
+# use this module need not pay for it.
+
+VOCAB = Vocab.build(8)  # the tiny models' vocabulary: grids up to 8x8
+
+
+def tiny(**overrides):
+    """A 2-layer GPT ``ModelConfig`` over :data:`VOCAB`, small enough to train a few steps per test."""
+    from mazesearch.model import ModelConfig
+
+    base = dict(d_model=32, n_layers=2, n_heads=4, d_head=8, d_mlp=64, n_ctx=200, d_vocab=len(VOCAB))
+    return ModelConfig(**{**base, **overrides})
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """Run torch on one intra-op thread, then restore the count: tiny models on a shared 2-core
+    box only gain contention from more. Enter it *after* building mazes: the process's first
+    parallel numba kernel (numba and torch share OpenMP) resets the thread count torch uses."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def batch_from_paths(n: int, open_: np.ndarray, paths: list[list[int]], generator: str = "test") -> MazeBatch:
+    """A MazeBatch with the given walls (``uint8 [B, E]``) and one stored path per maze (origin
+    first, target last); n_shortest_paths 1, forks_on_path and n_dead_ends 0."""
+    B = len(paths)
+    offsets = np.zeros(B + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(p) for p in paths])
+    return MazeBatch(
+        grid_n=n, generator=generator, open=np.asarray(open_, dtype=np.uint8),
+        origin=np.array([p[0] for p in paths], np.int32),
+        target=np.array([p[-1] for p in paths], np.int32),
+        path_flat=np.concatenate(paths).astype(np.int32), path_offsets=offsets,
+        n_shortest_paths=np.ones(B, np.int64), forks_on_path=np.zeros(B, np.int16),
+        n_dead_ends=np.zeros(B, np.int16),
+    )
