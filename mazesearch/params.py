@@ -119,7 +119,7 @@ class TrainSpec(_Strict):
     eval_every: int = Field(default=200, gt=0)
     eval_batches: int = Field(default=8, gt=0)
     checkpoint_every: int = Field(default=500, gt=0)
-    num_threads: int = Field(default=0, ge=0)  # torch CPU threads; 0 = all cores
+    num_threads: int = Field(default=2, ge=1)  # torch CPU threads (results may depend on it)
     seed: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
@@ -136,6 +136,8 @@ class SuiteSpec(_Strict):
 
 
 class EvaluateSpec(_Strict):
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    num_threads: int = Field(default=2, ge=1)  # torch CPU threads
     batch_size: int = Field(default=256, gt=0)
     n_pictures: int = Field(default=16, ge=1)
     baseline_seed: int = Field(default=0, ge=0)
@@ -144,6 +146,8 @@ class EvaluateSpec(_Strict):
 
 class ActivationsSpec(_Strict):
     dataset: str = "test"
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    num_threads: int = Field(default=2, ge=1)  # torch CPU threads
     n_mazes: int = Field(default=1000, gt=0)
     batch_size: int = Field(default=128, gt=0)
     hooks: list[str] = ["embed", "resid_post"]  # "embed" = hook_embed + hook_pos_embed
@@ -226,6 +230,23 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path} is not valid YAML: {exc}") from None
     return parse_params(raw, str(path))
+
+
+def require_section(params: Params, section: str, stage: str):
+    """``params.<section>``, or an ``InputError`` saying the stage needs it."""
+    from mazesearch.io import InputError
+
+    value = getattr(params, section)
+    if value is None:
+        raise InputError("params.yaml", f"no `{section}` section (needed by stage {stage})")
+    return value
+
+
+def suite_tokenizer(params: Params, suite: str) -> dict:
+    """``tokenizer.*`` (coord, edges, edge_order, seed) with ``evaluate.suites.<suite>.tokenizer`` applied."""
+    over = params.evaluate.suites[suite].tokenizer.model_dump()
+    base = params.tokenizer.model_dump(include=set(over))
+    return {k: base[k] if over[k] is None else over[k] for k in over}
 
 
 def load_params_or_exit(path: str | Path = "params.yaml") -> Params:

@@ -7,11 +7,11 @@ params; it is rebuilt only when grid sizes match, since otherwise no maze can co
 """
 
 import argparse
-import json
 from pathlib import Path
 
-from mazesearch.dataset import build_mazes
-from mazesearch.maze import write_mazes
+from mazesearch.data.dataset import build_mazes
+from mazesearch.data.maze import write_mazes
+from mazesearch.io import InputError, stage_main, write_json_atomic
 from mazesearch.params import load_params_or_exit
 
 
@@ -25,7 +25,7 @@ def main() -> None:
 
     params = load_params_or_exit(args.params)
     if args.name not in params.datasets:
-        raise SystemExit(f"error: datasets.{args.name} is not defined in {args.params}")
+        raise InputError(args.params, f"datasets.{args.name} is not defined")
     spec = params.datasets[args.name]
 
     exclude_ids = None
@@ -39,10 +39,8 @@ def main() -> None:
     print(f"{args.name}: {len(batch)} mazes, dropped {info['n_dropped_overlap']} present in train")
 
     write_mazes(batch, Path(args.out_dir) / f"{args.name}.parquet")
-    report = Path(args.report_dir) / f"{args.name}.json"
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    write_json_atomic(Path(args.report_dir) / f"{args.name}.json", info, sort_keys=True)
 
 
 if __name__ == "__main__":
-    main()
+    stage_main(main)

@@ -14,60 +14,20 @@ architecture). Writes, all at once (into ``<out>.tmp`` then renamed):
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import shutil
 from pathlib import Path
 
-import numpy as np
-
-from mazesearch.maze import read_mazes
+from mazesearch.data.maze import read_mazes
 from mazesearch.params import ActivationsSpec, ProbesSpec, load_params_or_exit
-from mazesearch.probes import ProbeConfig, run_probes
-from mazesearch.render import render_cell_heatmap, render_edge_heatmap
-
-
-POSITIVE_CLASS = {"future_path": "still ahead", "on_solution": "on a shortest path", "walls": "open"}
+from mazesearch.interp.probes import ProbeConfig, run_probes
+from mazesearch.interp.probe_report import write_reports
+from mazesearch.io import stage_main
 
 
 def open_store(path: Path):
     # imported here: the cache module is C's; its reader must not pull in transformer_lens
-    from mazesearch.activations import ActivationStore
+    from mazesearch.interp.activations import ActivationStore
 
     return ActivationStore(path)
-
-
-def _by_layer_csv(probe: dict) -> str:
-    main = probe["main_score"]
-    lines = ["layer_idx,layer,trained,random_init,permuted"]
-    for i, (layer, runs) in enumerate(probe["layers"].items()):
-        cells = [runs[run][main] for run in ("trained", "random_init", "permuted")]
-        lines.append(f"{i},{layer}," + ",".join("" if v is None else repr(float(v)) for v in cells))
-    return "\n".join(lines) + "\n"
-
-
-def write_reports(metrics: dict, per_output_f1: dict, grid_n: int, out_dir: Path) -> None:
-    """Everything into ``<out_dir>.tmp``, then swap it in place of ``out_dir``."""
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "by_layer").mkdir(parents=True)
-    text = json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False)
-    (tmp / "metrics.json").write_text(text + "\n")
-    for name, probe in metrics.items():
-        (tmp / "by_layer" / f"{name}.csv").write_text(_by_layer_csv(probe))
-    maps = {}
-    for name, by_layer in per_output_f1.items():
-        layer = metrics[name]["best_layer"] or next(iter(metrics[name]["layers"]))
-        values = np.asarray(by_layer[layer], dtype=np.float64)
-        maps[name] = {"layer": layer, "values": [None if math.isnan(v) else float(v) for v in values]}
-        title = f"{name}: F1 of '{POSITIVE_CLASS.get(name, 'true')}' at {layer}"
-        if name == "walls":
-            render_edge_heatmap(values, grid_n, tmp / f"{name}_f1.png", title=title)
-        else:
-            render_cell_heatmap(values, grid_n, tmp / f"{name}_f1.png", title=title)
-    (tmp / "per_output_f1.json").write_text(json.dumps(maps, indent=2, sort_keys=True) + "\n")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -102,4 +62,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    stage_main(main)

@@ -3,9 +3,10 @@
 import argparse
 from pathlib import Path
 
-from mazesearch.maze import read_mazes
+from mazesearch.data.maze import read_mazes
+from mazesearch.io import StageError, stage_main
 from mazesearch.params import load_params_or_exit
-from mazesearch.tokens import TokenizerOptions, Vocab, encode, write_tokens
+from mazesearch.data.tokens import TokenizerOptions, Vocab, encode, write_tokens
 
 
 def main() -> None:
@@ -23,10 +24,8 @@ def main() -> None:
     vocab = Vocab.from_json(args.vocab)
     batch = read_mazes(Path(args.mazes_dir) / f"{args.name}.parquet")
     if batch.grid_n > vocab.max_grid_n:
-        raise SystemExit(
-            f"error: dataset {args.name} has grid_n={batch.grid_n} > tokenizer.max_grid_n="
-            f"{vocab.max_grid_n}; raise tokenizer.max_grid_n to tokenize it"
-        )
+        raise StageError(f"dataset {args.name} has grid_n={batch.grid_n} > tokenizer.max_grid_n="
+                         f"{vocab.max_grid_n}; raise tokenizer.max_grid_n to tokenize it")
     tokens = encode(batch, vocab, opts)
     write_tokens(tokens, Path(args.out_dir) / f"{args.name}.parquet")
     lengths = tokens.offsets[1:] - tokens.offsets[:-1]
@@ -34,4 +33,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    stage_main(main)

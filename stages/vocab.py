@@ -2,8 +2,9 @@
 
 import argparse
 
+from mazesearch.io import stage_main
 from mazesearch.params import load_params_or_exit
-from mazesearch.tokens import Vocab
+from mazesearch.data.tokens import Vocab
 
 
 def main() -> None:
@@ -18,4 +19,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    stage_main(main)

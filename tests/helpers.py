@@ -7,10 +7,10 @@ import contextlib
 
 import numpy as np
 
-from mazesearch.maze import MazeBatch
-from mazesearch.tokens import Vocab
+from mazesearch.data.maze import MazeBatch
+from mazesearch.data.tokens import Vocab
 
-# torch (mazesearch.model) is imported inside the model helpers: the maze-only test files that
+# torch (mazesearch.model.gpt) is imported inside the model helpers: the maze-only test files that
 # use this module need not pay for it.
 
 VOCAB = Vocab.build(8)  # the tiny models' vocabulary: grids up to 8x8
@@ -18,7 +18,7 @@ VOCAB = Vocab.build(8)  # the tiny models' vocabulary: grids up to 8x8
 
 def tiny(**overrides):
     """A 2-layer GPT ``ModelConfig`` over :data:`VOCAB`, small enough to train a few steps per test."""
-    from mazesearch.model import ModelConfig
+    from mazesearch.model.gpt import ModelConfig
 
     base = dict(d_model=32, n_layers=2, n_heads=4, d_head=8, d_mlp=64, n_ctx=200, d_vocab=len(VOCAB))
     return ModelConfig(**{**base, **overrides})

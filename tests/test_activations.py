@@ -1,4 +1,4 @@
-"""Activation cache (mazesearch.activations, stages.activations).
+"""Activation cache (mazesearch.interp.activations, stages.activations).
 
 Oracle for the values: TransformerLens' run_with_cache on each maze's own, unpadded sequence.
 """
@@ -10,13 +10,14 @@ import pytest
 import torch
 import yaml
 
-import mazesearch.activations as act
-from mazesearch.activations import ActivationStore, NpyAppender, build_index, extract_activations, resolve_layers
-from mazesearch.bridge import to_bridge
-from mazesearch.dataset import build_mazes
-from mazesearch.maze import MazeBatch, write_mazes
-from mazesearch.model import GPT, ModelConfig, save_checkpoint
-from mazesearch.tokens import TokenizerOptions, Vocab, encode, from_text, max_sequence_length, write_tokens
+import mazesearch.interp.activations as act
+from mazesearch.io import StageError
+from mazesearch.interp.activations import ActivationStore, NpyAppender, build_index, extract_activations, resolve_layers
+from mazesearch.interp.bridge import to_bridge
+from mazesearch.data.dataset import build_mazes
+from mazesearch.data.maze import MazeBatch, write_mazes
+from mazesearch.model.gpt import GPT, ModelConfig, save_checkpoint
+from mazesearch.data.tokens import TokenizerOptions, Vocab, encode, from_text, max_sequence_length, write_tokens
 
 VOCAB = Vocab.build(4)
 RESID = ["embed", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
@@ -329,5 +330,5 @@ def test_stage_caches_trained_and_random_control(tmp_path):
 
     params["activations"]["n_mazes"] = 13
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(SystemExit, match="activations.n_mazes=13 exceeds the 12 mazes"):
+    with pytest.raises(StageError, match="activations.n_mazes=13 exceeds the 12 mazes"):
         main(argv)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from helpers import batch_from_paths
-from mazesearch.baseline import baseline_fork_choices, baseline_walks
-from mazesearch.maze import edge_endpoints, edge_index, n_edges
-from mazesearch.metrics import compute_metrics, decision_points
+from mazesearch.evaluation.baseline import baseline_fork_choices, baseline_walks
+from mazesearch.data.maze import edge_endpoints, edge_index, n_edges
+from mazesearch.evaluation.metrics import compute_metrics, decision_points
 
 # 3x3 trees (cells r*3+c).  T1: forks at 1, 4, 7 with two onward options each.
 T1 = [(0, 1), (1, 2), (1, 4), (3, 4), (4, 7), (6, 7), (7, 8), (2, 5)]

@@ -1,4 +1,4 @@
-"""mazesearch.bridge: the trained GPT and its TransformerLens 4.x bridge are the same function."""
+"""mazesearch.interp.bridge: the trained GPT and its TransformerLens 4.x bridge are the same function."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from helpers import VOCAB, tiny
-from mazesearch.bridge import bridge_config, load_model, resid_post_names, to_bridge
-from mazesearch.dataset import build_mazes
-import mazesearch.model as model_module
-from mazesearch.model import GPT, ModelConfig, save_checkpoint
-from mazesearch.tokens import TokenizerOptions, encode
+from mazesearch.interp.bridge import bridge_config, load_model, resid_post_names, to_bridge
+from mazesearch.data.dataset import build_mazes
+import mazesearch.model.gpt as model_module
+from mazesearch.model.gpt import GPT, ModelConfig, save_checkpoint
+from mazesearch.data.tokens import TokenizerOptions, encode
 from transformer_lens.model_bridge.sources import boot_native
 
 TOL = 1e-4

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-import mazesearch.dataset as dataset
-from mazesearch.dataset import build_mazes, is_spanning_tree
-from mazesearch.maze import MazeBatch, edge_endpoints, maze_ids, read_mazes, write_mazes
+import mazesearch.data.dataset as dataset
+from mazesearch.data.dataset import build_mazes, is_spanning_tree
+from mazesearch.data.maze import MazeBatch, edge_endpoints, maze_ids, read_mazes, write_mazes
 from mazesearch.params import GENERATORS
-from mazesearch.validate import MazeValidationError, validate
+from mazesearch.data.validate import MazeValidationError, validate
 
 FIELDS = ("open", "origin", "target", "path_flat", "path_offsets", "n_shortest_paths",
           "forks_on_path", "n_dead_ends", "maze_id")

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mazesearch.generate import KINDS, _generate, generate_open, maze_seeds
-from mazesearch.maze import edge_endpoints, n_edges, neighbour_table
+from mazesearch.data.generate import KINDS, _generate, generate_open, maze_seeds
+from mazesearch.data.maze import edge_endpoints, n_edges, neighbour_table
 from mazesearch.params import GENERATORS
 
 TREE_KINDS = ("dfs", "wilson", "kruskal", "recursive_division")

@@ -1,4 +1,4 @@
-"""maze-dataset interop (mazesearch.interop): hand-made strings, and maze-dataset itself when installed."""
+"""maze-dataset interop (mazesearch.data.interop): hand-made strings, and maze-dataset itself when installed."""
 
 import re
 from collections import deque
@@ -6,12 +6,12 @@ from collections import deque
 import numpy as np
 import pytest
 
-from mazesearch.decode import TokenDecodeError
-from mazesearch.interop import (
+from mazesearch.data.decode import TokenDecodeError
+from mazesearch.data.interop import (
     batch_to_aotp_ut, connection_list_from_open, open_from_connection_list, parse_aotp_ut, to_aotp_ut,
 )
-from mazesearch.maze import MazeBatch, edge_endpoints, n_edges
-from mazesearch.tokens import SPECIAL_TOKENS, TokenizerOptions, Vocab, encode, to_text
+from mazesearch.data.maze import MazeBatch, edge_endpoints, n_edges
+from mazesearch.data.tokens import SPECIAL_TOKENS, TokenizerOptions, Vocab, encode, to_text
 
 pytestmark = pytest.mark.filterwarnings("ignore::Warning:maze_dataset.*")  # maze-dataset's deprecation chatter
 

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from helpers import batch_from_paths
-from mazesearch.labels import build_labels, bfs_distances, emit_step, shortest_path_cells
-from mazesearch.maze import MazeBatch, edge_endpoints, edge_index, n_edges
+from mazesearch.interp.labels import build_labels, bfs_distances, emit_step, shortest_path_cells
+from mazesearch.data.maze import MazeBatch, edge_endpoints, edge_index, n_edges
 
 # 3x3 cells:  0 1 2 / 3 4 5 / 6 7 8
 TREE_EDGES = [(0, 1), (1, 2), (2, 5), (4, 5), (3, 4), (3, 6), (4, 7), (7, 8)]

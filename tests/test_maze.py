@@ -2,7 +2,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from mazesearch.maze import (
+from mazesearch.io import InputError
+from mazesearch.data.maze import (
     MazeBatch, edge_endpoints, edge_index, maze_ids, n_edges, neighbour_table, read_mazes,
     write_mazes,
 )
@@ -87,5 +88,5 @@ def test_corrupt_file_gives_clear_error(tmp_path):
     bad.write_bytes(b"not parquet at all")
     with pytest.raises(ValueError, match="not readable Parquet"):
         read_mazes(bad)
-    with pytest.raises(FileNotFoundError, match="dvc repro"):
+    with pytest.raises(InputError, match="does not exist.*dvc repro"):
         read_mazes(tmp_path / "missing.parquet")

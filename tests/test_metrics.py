@@ -16,8 +16,8 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from mazesearch.maze import MazeBatch, edge_endpoints, edge_index, n_edges
-from mazesearch.metrics import METRICS, Walks, aggregate, compute_metrics, decision_points, distances_to_target
+from mazesearch.data.maze import MazeBatch, edge_endpoints, edge_index, n_edges
+from mazesearch.evaluation.metrics import METRICS, Walks, aggregate, compute_metrics, decision_points, distances_to_target
 
 A_EDGES = [(0, 1), (1, 2), (1, 4), (3, 4), (4, 7), (6, 7), (7, 8), (2, 5)]
 B_EDGES = [tuple(e) for e in edge_endpoints(3).tolist()]
@@ -326,7 +326,7 @@ def test_invalid_counts_with_empty_rows():
 
 
 def test_decision_point_counts_agree_with_solve_path_stats():
-    from mazesearch.solve import path_stats
+    from mazesearch.data.solve import path_stats
 
     rng = np.random.default_rng(12)
     edges = [_random_maze(rng, 5) for _ in range(200)]

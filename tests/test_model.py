@@ -1,4 +1,4 @@
-"""mazesearch.model: config, the GPT's math against a naive reference, init, checkpoints.
+"""mazesearch.model.gpt: config, the GPT's math against a naive reference, init, checkpoints.
 
 The GPT-vs-TransformerLens equivalence lives in tests/test_bridge.py; this file never imports
 transformer_lens.
@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from helpers import VOCAB, tiny
-from mazesearch.dataset import build_mazes
-from mazesearch.model import (
+from mazesearch.data.dataset import build_mazes
+from mazesearch.model.gpt import (
     CONFIG_FILE, GPT, WEIGHTS_FILE, ModelConfig, apply_rotary, causal_attention, load_gpt, rotary_tables,
     save_checkpoint,
 )
-from mazesearch.tokens import TokenizerOptions, encode
+from mazesearch.data.tokens import TokenizerOptions, encode
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")  # tests/conftest.py
 
@@ -284,7 +284,7 @@ def test_load_gpt_errors(tmp_path):
 def test_model_module_does_not_import_transformer_lens():
     import subprocess
 
-    code = "import sys, mazesearch.model; assert 'transformer_lens' not in sys.modules"
+    code = "import sys, mazesearch.model.gpt; assert 'transformer_lens' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

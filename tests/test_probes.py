@@ -12,9 +12,9 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
 from helpers import batch_from_paths
-from mazesearch.labels import Label, build_labels
-from mazesearch.maze import MazeBatch, edge_index, n_edges, neighbour_table, write_mazes
-from mazesearch.probes import (
+from mazesearch.interp.labels import Label, build_labels
+from mazesearch.data.maze import MazeBatch, edge_index, n_edges, neighbour_table, write_mazes
+from mazesearch.interp.probes import (
     ProbeConfig, binary_scores, fit_and_score, fit_logistic_multilabel, fit_logistic_multinomial,
     fit_ridge, multiclass_scores, permute_across_mazes, run_probes, split_by_maze, standardize,
 )
@@ -50,7 +50,7 @@ def tree_mazes(n: int, B: int, seed: int) -> MazeBatch:
 
 
 def store_index(batch: MazeBatch) -> pd.DataFrame:
-    """The activation index layout of mazesearch.activations: path_start, path tokens, per maze."""
+    """The activation index layout of mazesearch.interp.activations: path_start, path tokens, per maze."""
     rows = []
     for m in range(len(batch)):
         rows.append((m, "path_start", 0, -1, 20))
@@ -62,7 +62,7 @@ def store_index(batch: MazeBatch) -> pd.DataFrame:
 
 
 class FakeStore:
-    """Duck-types mazesearch.activations.ActivationStore (index, layers, load, meta)."""
+    """Duck-types mazesearch.interp.activations.ActivationStore (index, layers, load, meta)."""
 
     def __init__(self, index: pd.DataFrame, arrays: dict[str, np.ndarray]):
         self.index, self.layers, self.meta = index, list(arrays), {}
@@ -369,7 +369,7 @@ def test_stage_writes_reports(tmp_path, monkeypatch):
 
 def test_stage_does_not_import_transformer_lens():
     code = (
-        "import sys, stages.probes, mazesearch.probes, mazesearch.labels\n"
+        "import sys, stages.probes, mazesearch.interp.probes, mazesearch.interp.labels\n"
         "assert 'transformer_lens' not in sys.modules, 'transformer_lens imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

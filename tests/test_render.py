@@ -11,8 +11,8 @@ from matplotlib import colormaps
 from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 
-from mazesearch import render
-from mazesearch.maze import MazeBatch, edge_endpoints, edge_index, n_edges
+from mazesearch.viz import render
+from mazesearch.data.maze import MazeBatch, edge_endpoints, edge_index, n_edges
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

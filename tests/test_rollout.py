@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from helpers import one_torch_thread
-from mazesearch.dataset import build_mazes
-from mazesearch.metrics import compute_metrics, decision_points
-from mazesearch.model import GPT, ModelConfig
-from mazesearch.rollout import (
+from mazesearch.data.dataset import build_mazes
+from mazesearch.evaluation.metrics import compute_metrics, decision_points
+from mazesearch.model.gpt import GPT, ModelConfig
+from mazesearch.evaluation.rollout import (
     _KVCache, greedy_rollout, greedy_rollout_cached, predict, predict_forks, predict_paths, teacher_forced_argmax,
 )
-from mazesearch.tokens import TokenizerOptions, Vocab, encode
+from mazesearch.data.tokens import TokenizerOptions, Vocab, encode
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -252,11 +252,16 @@ def test_evaluate_and_summary_stages(tmp_path, monkeypatch, capsys):
     import pyarrow.parquet as pq
     import yaml
 
-    from mazesearch.maze import write_mazes
-    from mazesearch.model import save_checkpoint
+    from mazesearch.data.maze import write_mazes
+    from mazesearch.model.gpt import save_checkpoint
     from mazesearch.params import load_params
-    from mazesearch.tokens import read_tokens, write_tokens
+    from mazesearch.data.tokens import read_tokens, write_tokens
+    from mazesearch.io import InputError
+    from mazesearch.params import suite_tokenizer
     from stages import eval_summary, evaluate, tokenize
+
+    def suite_opts(params, suite):
+        return TokenizerOptions(**suite_tokenizer(params, suite))
 
     monkeypatch.chdir(tmp_path)
     datasets = {
@@ -287,22 +292,22 @@ def test_evaluate_and_summary_stages(tmp_path, monkeypatch, capsys):
 
     # n_ctx fits every 3x3 suite (pair coordinates are the longest) but not the 4x4 one
     p = load_params("params.yaml")
-    from mazesearch.maze import read_mazes
+    from mazesearch.data.maze import read_mazes
 
     test_batch = read_mazes("data/mazes/test.parquet")
     perc_batch = read_mazes("data/mazes/perc.parquet")
     lengths = [encode(b, vocab, o).lengths.max() for b in (test_batch, perc_batch)
-               for o in (evaluate.suite_options(p, "test_pair"), TokenizerOptions())]
+               for o in (suite_opts(p, "test_pair"), TokenizerOptions())]
     n_ctx = int(max(lengths))
-    big_opts = evaluate.suite_options(p, "big")
+    big_opts = suite_opts(p, "big")
     assert encode(read_mazes("data/mazes/big.parquet"), vocab, big_opts).lengths.min() > n_ctx
     cfg = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_head=8, d_mlp=32, n_ctx=n_ctx, d_vocab=len(vocab))
     save_checkpoint(GPT(cfg, seed=0), "models")
 
     # the default suite's sequences are byte-identical to stage tokenize's file
-    opts = evaluate.suite_options(p, "test")
+    opts = suite_opts(p, "test")
     assert opts == TokenizerOptions()
-    assert evaluate.suite_options(p, "test_sorted") == TokenizerOptions(edge_order="sorted")
+    assert suite_opts(p, "test_sorted") == TokenizerOptions(edge_order="sorted")
     write_tokens(encode(test_batch, vocab, opts), "again.parquet")
     assert Path("again.parquet").read_bytes() == Path("data/tokens/test.parquet").read_bytes()
     assert np.array_equal(read_tokens("again.parquet").flat, read_tokens("data/tokens/test.parquet").flat)
@@ -357,8 +362,8 @@ def test_evaluate_and_summary_stages(tmp_path, monkeypatch, capsys):
 
     Path("reports/eval/suites/perc.json").unlink()
     monkeypatch.setattr(sys, "argv", ["eval_summary"])
-    with pytest.raises(SystemExit, match="perc.json is missing"):
+    with pytest.raises(InputError, match="perc.json: suite report does not exist"):
         eval_summary.main()
     monkeypatch.setattr(sys, "argv", ["evaluate", "nope"])
-    with pytest.raises(SystemExit, match="not in evaluate.suites"):
+    with pytest.raises(InputError, match="not in evaluate.suites"):
         evaluate.main()

@@ -4,9 +4,9 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from mazesearch.maze import MazeBatch, edge_endpoints, edge_index, n_edges
-from mazesearch.solve import choose_endpoints, path_stats, solve
-from mazesearch.validate import MazeValidationError, validate
+from mazesearch.data.maze import MazeBatch, edge_endpoints, edge_index, n_edges
+from mazesearch.data.solve import choose_endpoints, path_stats, solve
+from mazesearch.data.validate import MazeValidationError, validate
 
 # ---------------------------------------------------------------------------- helpers
 

@@ -1,4 +1,4 @@
-"""Tokenizer, vocabulary, token files and decoders (mazesearch.tokens, mazesearch.decode)."""
+"""Tokenizer, vocabulary, token files and decoders (mazesearch.data.tokens, mazesearch.data.decode)."""
 
 import itertools
 import json
@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import batch_from_paths
-from mazesearch.decode import TokenDecodeError, decode, decode_path
-from mazesearch.maze import MazeBatch, edge_endpoints, edge_index, n_edges
-from mazesearch.tokens import (
+from mazesearch.data.decode import TokenDecodeError, decode, decode_path
+from mazesearch.data.maze import MazeBatch, edge_endpoints, edge_index, n_edges
+from mazesearch.data.tokens import (
     SPECIAL_TOKENS, TokenBatch, TokenizerOptions, Vocab, encode, from_text, max_sequence_length,
     read_tokens, to_text, write_tokens,
 )

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from mazesearch import train as train_mod
-from mazesearch.dataset import build_mazes
-from mazesearch.model import GPT, ModelConfig
+from mazesearch.io import InputError
+from mazesearch.model import train as train_mod
+from mazesearch.data.dataset import build_mazes
+from mazesearch.model.gpt import GPT, ModelConfig
 from mazesearch.params import ModelSpec, TrainSpec
-from mazesearch.schedule import lr_at, param_groups
-from mazesearch.tokens import PATH_END, PATH_START, TokenBatch, Vocab, encode, write_tokens
-from mazesearch.train import (
+from mazesearch.model.schedule import lr_at, param_groups
+from mazesearch.data.tokens import PATH_END, PATH_START, TokenBatch, Vocab, encode, write_tokens
+from mazesearch.model.train import (
     DataOrder, evaluate_teacher_forced, make_lm_batch, padded_sequences, resolve_n_ctx, target_masks, train,
 )
 
@@ -214,8 +215,21 @@ def test_checkpoint_of_another_run_is_ignored(data, vocab, tmp_path):
     other_data = train(MODEL, changed, tokens.take(np.arange(1, len(tokens))), val, vocab,
                        checkpoint_dir=tmp_path, progress=False)
     assert other_data.resumed_from == 0
-    (tmp_path / train_mod.CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
-    assert train(MODEL, changed, tokens, val, vocab, checkpoint_dir=tmp_path, progress=False).resumed_from == 0
+
+
+
+def test_damaged_checkpoint_is_an_error_not_a_silent_restart(data, vocab, tmp_path):
+    tokens, val = data
+    path = tmp_path / train_mod.CHECKPOINT_FILE
+    train(MODEL, spec(max_steps=5), tokens, val, vocab, checkpoint_dir=tmp_path, progress=False)
+    good = path.read_bytes()
+    for bad in (b"not a checkpoint", good[: len(good) // 2]):  # random bytes; a truncated file
+        path.write_bytes(bad)
+        with pytest.raises(InputError, match="checkpoint is unreadable.*delete it"):
+            train(MODEL, spec(max_steps=5), tokens, val, vocab, checkpoint_dir=tmp_path, progress=False)
+    torch.save({"weights": 1}, path)  # readable, but not ours
+    with pytest.raises(InputError, match="not a mazesearch training checkpoint"):
+        train(MODEL, spec(max_steps=5), tokens, val, vocab, checkpoint_dir=tmp_path, progress=False)
 
 
 def test_loss_decreases_and_overfits_a_tiny_set(data, vocab):
@@ -276,7 +290,7 @@ def test_bad_settings_raise_clear_errors(data, vocab):
 def test_stage_writes_model_metrics_and_curves(data, vocab, tmp_path, monkeypatch):
     import yaml
 
-    from mazesearch.model import load_gpt
+    from mazesearch.model.gpt import load_gpt
     from stages import train as stage
 
     tokens, val = data

@@ -18,6 +18,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+from mazesearch.io import write_json_atomic
+
 
 def machine_info() -> dict:
     """CPU, OS and library versions, plus the load average (how busy the machine was)."""
@@ -66,8 +68,4 @@ def timed(fn: Callable[[], int], repeats: int) -> dict:
 
 def write_report(path: str | Path, doc: dict) -> None:
     """Write ``doc`` as indented JSON, atomically (tmp + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, doc)

@@ -75,9 +75,9 @@ def _child(workdir: Path, n_mazes: int, mode: str, batch_size: int) -> None:
     import numpy as np
     import torch
 
-    from mazesearch.activations import extract_activations
-    from mazesearch.model import load_gpt
-    from mazesearch.tokens import Vocab, read_tokens
+    from mazesearch.interp.activations import extract_activations
+    from mazesearch.model.gpt import load_gpt
+    from mazesearch.data.tokens import Vocab, read_tokens
 
     meta = json.loads((workdir / "setup.json").read_text())
     tokens = read_tokens(workdir / "tokens.parquet")
@@ -146,10 +146,10 @@ def main(argv: list[str] | None = None) -> None:
         _child(Path(args.child[0]), int(args.child[1]), args.child[2], args.batch_size)
         return
 
-    from mazesearch.activations import ActivationStore, extract_activations
-    from mazesearch.dataset import build_mazes
-    from mazesearch.model import GPT, ModelConfig, save_checkpoint
-    from mazesearch.tokens import TokenizerOptions, Vocab, encode, write_tokens
+    from mazesearch.interp.activations import ActivationStore, extract_activations
+    from mazesearch.data.dataset import build_mazes
+    from mazesearch.model.gpt import GPT, ModelConfig, save_checkpoint
+    from mazesearch.data.tokens import TokenizerOptions, Vocab, encode, write_tokens
 
     n_speed, rss_ns, repeats, mem_repeats = (200, (100, 800), 1, 1) if args.quick else (1000, (500, 4000), 3, 3)
     dataset, model_spec, tok = _profile(args.params)

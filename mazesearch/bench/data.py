@@ -1,7 +1,7 @@
 """Data benchmark: solved mazes per second, ours vs maze-dataset 1.4.2, in one run.
 
 ``python -m mazesearch.bench data [--quick]`` measures, per generator and grid size,
-:func:`mazesearch.dataset.build_mazes` end to end (generate, endpoints, solve, stats,
+:func:`mazesearch.data.dataset.build_mazes` end to end (generate, endpoints, solve, stats,
 validate) and maze-dataset's serial path for the same generator (``LatticeMazeGenerators.gen_*``
 + ``generate_random_path`` + ``SolvedMaze.from_lattice_maze``, what
 ``MazeDataset.generate(gen_parallel=False)`` does per maze), then tokenization at 6x6: ours
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mazesearch.bench import machine_info, timed, write_report
-from mazesearch.dataset import build_mazes
+from mazesearch.data.dataset import build_mazes
 
 TARGET_DFS_6X6 = 120_000  # project target: solved 6x6 dfs mazes/s end to end on 2 cores
 
@@ -92,7 +92,7 @@ def measure_reference(ctor_name: str, grid_n: int, options: dict, max_mazes: int
 
 def measure_tokenize(grid_n: int, n_mazes: int, repeats: int, reference: bool, ref_mazes: int) -> dict:
     """Tokenize + write Parquet (ours) vs maze-dataset's AOTP_UT ``as_tokens`` + ``encode``."""
-    from mazesearch.tokens import TokenizerOptions, Vocab, encode, write_tokens
+    from mazesearch.data.tokens import TokenizerOptions, Vocab, encode, write_tokens
 
     batch, _ = build_mazes(generator="dfs", grid_n=grid_n, n_mazes=n_mazes, seed=0)
     vocab, opts = Vocab.build(grid_n), TokenizerOptions()

@@ -62,12 +62,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: --threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
 
-    from mazesearch.baseline import baseline_fork_choices, baseline_walks
-    from mazesearch.dataset import build_mazes
-    from mazesearch.metrics import compute_metrics
-    from mazesearch.model import GPT, ModelConfig
-    from mazesearch.rollout import greedy_rollout, greedy_rollout_cached, predict
-    from mazesearch.tokens import TokenizerOptions, Vocab, encode
+    from mazesearch.evaluation.baseline import baseline_fork_choices, baseline_walks
+    from mazesearch.data.dataset import build_mazes
+    from mazesearch.evaluation.metrics import compute_metrics
+    from mazesearch.model.gpt import GPT, ModelConfig
+    from mazesearch.evaluation.rollout import greedy_rollout, greedy_rollout_cached, predict
+    from mazesearch.data.tokens import TokenizerOptions, Vocab, encode
 
     n_mazes, n_ref, repeats, batch_size = (100, 16, 1, 256) if args.quick else (1000, 64, 3, 256)
     dataset, model_spec, tok = _profile(args.params)

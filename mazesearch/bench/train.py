@@ -4,10 +4,10 @@
 params' training dataset shape, else dfs 5x5; right-padded, ~120 tokens) and one model shape
 (params ``model``, else d_model 128, 4 layers, 4 heads of 32, d_mlp 512), then trains two copies
 of the same initial weights on the same batches with the project's own training step
-(mazesearch.train: path-token loss, AdamW param groups, grad clipping):
+(mazesearch.model.train: path-token loss, AdamW param groups, grad clipping):
 
-* ``gpt``: mazesearch.model.GPT, what stage train uses;
-* ``bridge``: ``TransformerBridge.boot_native`` with those weights (mazesearch.bridge), trained
+* ``gpt``: mazesearch.model.gpt.GPT, what stage train uses;
+* ``bridge``: ``TransformerBridge.boot_native`` with those weights (mazesearch.interp.bridge), trained
   directly — the alternative the GPT exists to avoid.
 
 Repeats alternate which model goes first; each reports median tokens per wall second and per
@@ -52,13 +52,13 @@ def _profile(params_path: str) -> tuple[dict, dict, dict]:
 
 
 def _train_step(model, batches, bf16, lr, weight_decay, beta1, beta2, grad_clip):
-    """The stage's training step (mazesearch.train) as a closure over this model's optimizer."""
+    """The stage's training step (mazesearch.model.train) as a closure over this model's optimizer."""
     import contextlib
 
     import torch
 
-    from mazesearch.schedule import make_optimizer
-    from mazesearch.train import masked_cross_entropy
+    from mazesearch.model.schedule import make_optimizer
+    from mazesearch.model.train import masked_cross_entropy
 
     optimizer = make_optimizer(model, lr, weight_decay, beta1, beta2)
     state = {"i": 0}
@@ -140,11 +140,11 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from mazesearch.bridge import to_bridge
-    from mazesearch.dataset import build_mazes
-    from mazesearch.model import GPT, ModelConfig
-    from mazesearch.tokens import PAD, TokenizerOptions, Vocab, encode
-    from mazesearch.train import make_lm_batch
+    from mazesearch.interp.bridge import to_bridge
+    from mazesearch.data.dataset import build_mazes
+    from mazesearch.model.gpt import GPT, ModelConfig
+    from mazesearch.data.tokens import PAD, TokenizerOptions, Vocab, encode
+    from mazesearch.model.train import make_lm_batch
 
     n_batches = 4  # distinct batches, cycled
     dataset, model_spec, tok = _profile(args.params)
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         "batch_size": args.batch_size,
         "padded_shape": list(batches[0].inputs.shape),
         "mean_real_tokens_per_batch": mean_tokens,
-        "optimizer": {**TRAIN_SETTINGS, "kind": "AdamW foreach (mazesearch.schedule.make_optimizer)"},
+        "optimizer": {**TRAIN_SETTINGS, "kind": "AdamW foreach (mazesearch.model.schedule.make_optimizer)"},
         "steps_per_repeat": args.steps,
         "repeats": args.repeats,
         "torch_threads": torch.get_num_threads(),

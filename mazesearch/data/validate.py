@@ -1,7 +1,7 @@
 """Validation of solved maze batches: every invariant a maze file promises, checked per maze.
 
 :func:`validate` runs one numba kernel over the batch (blocks of ``_BLOCK`` mazes in parallel,
-as in :mod:`mazesearch.solve`, whose BFS and path-statistics helpers it reuses) and raises
+as in :mod:`mazesearch.data.solve`, whose BFS and path-statistics helpers it reuses) and raises
 :class:`MazeValidationError` naming the first bad maze and the first check it fails.
 
 Numba's on-disk cache does not notice edits to helpers imported from another file: after
@@ -15,8 +15,8 @@ import numba
 import numpy as np
 from numba import prange
 
-from mazesearch.maze import MazeBatch, maze_ids
-from mazesearch.solve import (
+from mazesearch.data.maze import MazeBatch, maze_ids
+from mazesearch.data.solve import (
     _BLOCK, _bfs, _bfs_scratch, _check_open, _check_paths, _count_stats, _lattice, _open_masks,
 )
 
@@ -136,7 +136,7 @@ def validate(batch: MazeBatch, *, spanning_tree: bool) -> None:
     connected (hence acyclic); origin != target; the path starts at the origin, ends at the
     target, steps only between lattice neighbours through open edges, never repeats a cell, and
     its length equals the BFS distance; n_shortest_paths >= 1 and equals the BFS count;
-    forks_on_path and n_dead_ends match :func:`mazesearch.solve.path_stats`; maze_id matches the content hash.
+    forks_on_path and n_dead_ends match :func:`mazesearch.data.solve.path_stats`; maze_id matches the content hash.
     Array shapes, value ranges and offsets are checked for the whole batch first.
     """
     n, B = batch.grid_n, len(batch)

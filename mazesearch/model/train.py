@@ -21,7 +21,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import os
+import pickle
 import time
 from pathlib import Path
 from typing import Callable, Literal
@@ -31,11 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mazesearch.logger import RunLog
-from mazesearch.model import GPT, ModelConfig
+from mazesearch.io import InputError, atomic_path
+from mazesearch.model.runlog import RunLog
+from mazesearch.model.device import resolve_device, set_threads
+from mazesearch.model.gpt import GPT, ModelConfig
 from mazesearch.params import ModelSpec, TrainSpec
-from mazesearch.schedule import lr_at, make_optimizer, set_lr
-from mazesearch.tokens import PAD, TokenBatch, Vocab
+from mazesearch.model.schedule import lr_at, make_optimizer, set_lr
+from mazesearch.data.tokens import PAD, TokenBatch, Vocab
 
 TRAIN_LOG_EVERY = 10  # steps per row of the train curve (the row holds the window's mean loss)
 CHECKPOINT_FILE = "state.pt"
@@ -145,14 +147,6 @@ def model_config(spec: ModelSpec, n_ctx: int, d_vocab: int) -> ModelConfig:
     )
 
 
-def resolve_device(device: Literal["auto", "cpu", "cuda"]) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device=cuda but no CUDA device is available (use auto or cpu)")
-    return torch.device(device)
-
-
 def _autocast(device: torch.device, bf16: bool):
     if device.type == "cuda" and bf16:
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -233,9 +227,12 @@ def run_fingerprint(
     train_tokens: TokenBatch, val_tokens: TokenBatch, vocab: Vocab,
 ) -> str:
     """sha256 of everything that determines the run's result: params, resolved model config,
-    device, vocabulary and the token data itself (``checkpoint_every`` is left out: it changes
-    when state is saved, not what is computed)."""
+    device, vocabulary, the token data itself and the source of the training code (so a resumed
+    run never continues state written by other code; ``checkpoint_every`` is left out: it
+    changes when state is saved, not what is computed)."""
     h = hashlib.sha256()
+    for src in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(src.name.encode() + src.read_bytes())
     spec = {
         "model": model_spec.model_dump(),
         "train": train_spec.model_dump(exclude={"checkpoint_every"}),
@@ -252,11 +249,13 @@ def run_fingerprint(
 
 def save_training_state(checkpoint_dir: str | Path, state: dict) -> None:
     """torch.save to a temp file then rename: a kill mid-write keeps the previous checkpoint."""
-    path = Path(checkpoint_dir) / CHECKPOINT_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(Path(checkpoint_dir) / CHECKPOINT_FILE) as tmp:
+        torch.save(state, tmp)
+
+
+def clear_training_state(checkpoint_dir: str | Path) -> None:
+    """Drop the resume state once the run's outputs are written: it exists only for killed runs."""
+    (Path(checkpoint_dir) / CHECKPOINT_FILE).unlink(missing_ok=True)
 
 
 def load_training_state(checkpoint_dir: str | Path | None, fingerprint: str) -> dict | None:
@@ -268,11 +267,14 @@ def load_training_state(checkpoint_dir: str | Path | None, fingerprint: str) -> 
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a foreign or damaged file: never fatal, just start over
-        print(f"train: ignoring unreadable checkpoint {path} ({exc.__class__.__name__})")
-        return None
-    if state.get("fingerprint") != fingerprint:
-        print(f"train: checkpoint {path} is from a different run (params or data changed); starting fresh")
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        # a damaged file is an error, not a silent restart: the user decides whether to drop it
+        raise InputError(path, f"training checkpoint is unreadable ({exc.__class__.__name__}: {exc})",
+                         "delete it to train from scratch") from None
+    if not isinstance(state, dict) or "fingerprint" not in state:
+        raise InputError(path, "is not a mazesearch training checkpoint", "delete it to train from scratch")
+    if state["fingerprint"] != fingerprint:
+        print(f"train: checkpoint {path} is from a different run (params, data or code changed); starting fresh")
         return None
     return state
 
@@ -289,6 +291,7 @@ class TrainResult:
     resumed_from: int  # step the run resumed at (0 = fresh start)
     wall_s: float  # this process's time in train() (not a metric: it varies run to run)
     tokens_per_s: float  # training-loop throughput in this process (0.0 if no step ran)
+    device: torch.device  # where it ran (train.device resolved)
 
 
 def train(
@@ -307,9 +310,8 @@ def train(
     """
     ts = train_spec
     t0 = time.perf_counter()
-    if ts.num_threads > 0:
-        torch.set_num_threads(ts.num_threads)
-    device = resolve_device(ts.device)
+    set_threads(ts.num_threads)
+    device = resolve_device(ts.device, "train.device")
     for name, tokens in (("training", train_tokens), ("validation", val_tokens)):
         if len(tokens) == 0:
             raise ValueError(f"the {name} token set is empty")
@@ -393,7 +395,7 @@ def train(
         "steps": step,
         "tokens_seen": tokens_seen,
     }
-    return TrainResult(model, cfg, log, metrics, resumed_from, time.perf_counter() - t0, throughput)
+    return TrainResult(model, cfg, log, metrics, resumed_from, time.perf_counter() - t0, throughput, device)
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):

@@ -1,7 +1,7 @@
 """Probe labels: what a linear probe on a cached activation should be able to read out.
 
 Every builder takes the mazes (``MazeBatch``) and the activation index (one row per cached
-position; see ``mazesearch.activations``) and returns a :class:`Label` aligned with the index
+position; see ``mazesearch.interp.activations``) and returns a :class:`Label` aligned with the index
 rows, with a ``defined`` mask for the rows where the label makes sense.
 
 Position semantics (the index's ``path_step`` = s): at a path position the cells
@@ -32,8 +32,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from mazesearch import solve
-from mazesearch.maze import MazeBatch, n_edges
+from mazesearch.data import solve
+from mazesearch.data.maze import MazeBatch, n_edges
 
 KINDS = ("path_start", "path", "target_end")
 TASKS = ("multilabel", "multiclass", "regression")

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -37,8 +35,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from mazesearch.model import GPT
-from mazesearch.tokens import PATH_END, PATH_START, TARGET_END, TokenBatch, Vocab
+from mazesearch.io import atomic_dir
+from mazesearch.model.gpt import GPT
+from mazesearch.data.tokens import PATH_END, PATH_START, TARGET_END, TokenBatch, Vocab
 
 FORMAT = "mazesearch.activations/1"
 INDEX_FILE, META_FILE = "index.parquet", "meta.json"
@@ -218,7 +217,7 @@ def gpt_runner(model: GPT, layers: Sequence[str]) -> Runner:
 
 def bridge_runner(model: GPT, layers: Sequence[str]) -> Runner:
     """``run_with_cache(names_filter=...)`` on the model's TransformerLens bridge."""
-    from mazesearch.bridge import to_bridge  # imports transformer_lens: slow, analysis only
+    from mazesearch.interp.bridge import to_bridge  # imports transformer_lens: slow, analysis only
 
     bridge = to_bridge(model)
     read = {layer: ("blocks.0.hook_resid_pre" if layer == EMBED else layer) for layer in layers}
@@ -324,10 +323,7 @@ def extract_activations(model: GPT, tokens: TokenBatch, vocab: Vocab, grid_n: in
     run = gpt_runner(model, layers) if backend == "gpt" else bridge_runner(model, layers)
 
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(out_dir) as tmp:
         widths = _stream_layers(run, model, tokens, index, layers, aliases, batch_size, vocab.pad_id, tmp)
         layers = list(widths)
         pq.write_table(pa.Table.from_pandas(index, preserve_index=False), tmp / INDEX_FILE,
@@ -340,10 +336,6 @@ def extract_activations(model: GPT, tokens: TokenBatch, vocab: Vocab, grid_n: in
             "rows_per_kind": {k: int((index["kind"] == k).sum()) for k in positions},
         }
         (tmp / META_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _swap_in(tmp, out_dir)
     return ActivationStore(out_dir)
 
 
@@ -396,16 +388,6 @@ def _stream_layers(run: Runner, model: GPT, tokens: TokenBatch, index: pd.DataFr
         for writer in writers.values():
             writer.close()
     return {layer: writer.width for layer, writer in writers.items()}
-
-
-def _swap_in(tmp: Path, out_dir: Path) -> None:
-    """Replace ``out_dir`` by the finished ``tmp`` (renames only; a crash leaves old or new)."""
-    old = out_dir.with_name(out_dir.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- reading

@@ -15,13 +15,14 @@ values + offsets) and cheap per-maze stats, and round-trips through Parquet (doc
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from mazesearch.io import InputError, atomic_path
 
 # ---------------------------------------------------------------------------- lattice geometry
 
@@ -251,18 +252,26 @@ class MazeBatch:
 
 
 def write_parquet_atomic(table: pa.Table, path: str | Path, row_group_size: int = 65536) -> None:
-    """Write to ``<path>.tmp`` then rename, so a killed stage leaves no half-written file.
+    """Write via ``<path>.tmp`` + rename (mazesearch.io), so a killed stage leaves no half file.
 
     Statistics and timestamps stay out of the file so that equal tables give equal bytes.
     """
+    with atomic_path(path) as tmp:
+        pq.write_table(
+            table, tmp, row_group_size=row_group_size, compression="zstd",
+            write_statistics=False, store_schema=True,
+        )
+
+
+def read_parquet(path: str | Path, what: str, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet table, or :class:`InputError` naming the file (missing, truncated, not Parquet)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(
-        table, tmp, row_group_size=row_group_size, compression="zstd",
-        write_statistics=False, store_schema=True,
-    )
-    os.replace(tmp, path)
+    if not path.is_file():
+        raise InputError(path, f"{what} does not exist", "run `dvc repro` for the stage that writes it")
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(path, f"{what} is not readable Parquet ({exc})") from None
 
 
 def write_mazes(batch: MazeBatch, path: str | Path) -> None:
@@ -270,11 +279,22 @@ def write_mazes(batch: MazeBatch, path: str | Path) -> None:
 
 
 def read_mazes(path: str | Path) -> MazeBatch:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"maze file {path} does not exist (run `dvc repro` for its stage)")
+    table = read_parquet(path, "maze file")
     try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ValueError(f"maze file {path} is not readable Parquet: {exc}") from exc
-    return MazeBatch.from_arrow(table)
+        return MazeBatch.from_arrow(table)
+    except (KeyError, ValueError, pa.ArrowException) as exc:
+        raise InputError(path, f"maze file does not hold valid mazes ({exc})") from None
+
+
+def read_maze_ids(path: str | Path) -> np.ndarray:
+    """The ``maze_id`` column alone (e.g. the training set, to count leakage)."""
+    table = read_parquet(path, "maze file", columns=["maze_id"])
+    return table["maze_id"].to_numpy()
+
+
+def read_grid_n(path: str | Path) -> int:
+    """The grid size of a maze file (every row of one file shares it)."""
+    table = read_parquet(path, "maze file", columns=["grid_n"])
+    if table.num_rows == 0:
+        raise InputError(path, "maze file has no rows")
+    return int(table["grid_n"][0].as_py())

@@ -23,9 +23,9 @@ from typing import Iterable, Literal
 
 import numpy as np
 
-from mazesearch.decode import TokenDecodeError, decode
-from mazesearch.maze import MazeBatch, maze_ids, n_edges
-from mazesearch.tokens import (
+from mazesearch.data.decode import TokenDecodeError, decode
+from mazesearch.data.maze import MazeBatch, maze_ids, n_edges
+from mazesearch.data.tokens import (
     MAX_VOCAB_GRID_N, PAD, SPECIAL_TOKENS, WALL_CONNECTOR, WALLS_END, WALLS_START,
     TokenizerOptions, Vocab, encode_arrays, from_text, to_text,
 )
@@ -93,7 +93,7 @@ def to_aotp_ut(grid_n: int, open_: np.ndarray, origin: int, target: int, path: I
                edge_order: Literal["sorted", "shuffled"] = "sorted", seed: int = 0) -> str:
     """One maze as maze-dataset's AOTP_UT string (``SolvedMaze.from_tokens(s.split(), ...)`` reads it).
 
-    The shuffled order is the one :func:`mazesearch.tokens.encode` gives the same maze.
+    The shuffled order is the one :func:`mazesearch.data.tokens.encode` gives the same maze.
     """
     open_ = np.asarray(open_, dtype=np.uint8).reshape(1, -1)
     path = np.asarray(list(path), dtype=np.int32)

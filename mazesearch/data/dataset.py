@@ -15,10 +15,10 @@ import sys
 
 import numpy as np
 
-from mazesearch.generate import generate_open, maze_seeds
-from mazesearch.maze import MazeBatch, maze_ids
-from mazesearch.solve import choose_endpoints, path_stats, solve
-from mazesearch.validate import MazeValidationError, validate
+from mazesearch.data.generate import generate_open, maze_seeds
+from mazesearch.data.maze import MazeBatch, maze_ids
+from mazesearch.data.solve import choose_endpoints, path_stats, solve
+from mazesearch.data.validate import MazeValidationError, validate
 
 GENERATOR_OPTIONS = ("forkless", "max_cells", "max_cells_frac", "max_depth", "p", "n_obstacles",
                      "obstacle_size")
@@ -86,9 +86,9 @@ def build_mazes(
     """Exactly ``n_mazes`` solved, validated mazes and a dict of dataset statistics.
 
     ``options`` are the generator options (forkless, max_cells, max_cells_frac, max_depth, p,
-    n_obstacles, obstacle_size; see :func:`mazesearch.generate.generate_open`) and endpoint
+    n_obstacles, obstacle_size; see :func:`mazesearch.data.generate.generate_open`) and endpoint
     options (origin_at_dead_end, target_at_dead_end, min_manhattan, min_path_len; see
-    :func:`mazesearch.solve.choose_endpoints`). ``chunk_size`` only changes speed and memory.
+    :func:`mazesearch.data.solve.choose_endpoints`). ``chunk_size`` only changes speed and memory.
     ``info`` counts over the generated mazes up to the last one kept: ``n_generated``,
     ``n_dropped_no_endpoints``, ``n_dropped_overlap`` (id in exclude_ids), and describes the
     result: ``n_mazes``, ``n_duplicates`` (rows repeating an earlier row's id), means of

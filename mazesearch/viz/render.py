@@ -24,7 +24,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from mazesearch.maze import MazeBatch, edge_endpoints, n_edges
+from mazesearch.data.maze import MazeBatch, edge_endpoints, n_edges
+from mazesearch.io import atomic_path
 
 DPI = 100
 PANEL_IN = 2.3  # side of one maze panel, inches
@@ -49,11 +50,8 @@ def _new_figure(width_in: float, height_in: float) -> Figure:
 
 def _save(fig: Figure, out_png: str | os.PathLike) -> None:
     """Write the PNG to ``<out>.tmp`` and rename, so a killed stage leaves no half file."""
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=DPI, metadata=PNG_METADATA, facecolor="white")
-    os.replace(tmp, out)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, metadata=PNG_METADATA, facecolor="white")
 
 
 def _check_grid_n(grid_n: int) -> int:

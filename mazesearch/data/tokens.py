@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -31,7 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mazesearch.maze import MazeBatch, edge_endpoints, n_edges, write_parquet_atomic
+from mazesearch.data.maze import MazeBatch, edge_endpoints, n_edges, write_parquet_atomic
+from mazesearch.io import write_text_atomic
 
 # ---------------------------------------------------------------------------- vocabulary
 
@@ -144,13 +144,9 @@ class Vocab:
 
     def to_json(self, path: str | Path) -> None:
         """Write ``{"max_grid_n", "tokens"}`` (tokens listed by id) atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         doc = {"format": "mazesearch.vocab/1", "max_grid_n": self.max_grid_n,
                "n_tokens": len(self), "tokens": list(self.id_to_token)}
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=1) + "\n")
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(doc, indent=1) + "\n")
 
     @staticmethod
     def from_json(path: str | Path) -> "Vocab":
@@ -282,7 +278,7 @@ def _encode_kernel(open_, ends, origin, target, path_flat, path_offsets, maze_id
 def encode_arrays(grid_n: int, open_: np.ndarray, origin: np.ndarray, target: np.ndarray,
                   path_flat: np.ndarray, path_offsets: np.ndarray, maze_id: np.ndarray,
                   vocab: Vocab, opts: TokenizerOptions) -> "TokenBatch":
-    """:func:`encode` on plain arrays (shapes as in :class:`~mazesearch.maze.MazeBatch`)."""
+    """:func:`encode` on plain arrays (shapes as in :class:`~mazesearch.data.maze.MazeBatch`)."""
     n = int(grid_n)
     if n > vocab.max_grid_n:
         raise ValueError(f"grid_n={n} exceeds the vocabulary's max_grid_n={vocab.max_grid_n}")
@@ -454,13 +450,12 @@ def from_text(text: str, vocab: Vocab) -> np.ndarray:
     return np.array(ids, dtype=np.uint16)
 
 
-# decode lives in mazesearch/decode.py; these names are re-exported lazily (no import cycle).
+# decode lives in mazesearch/data/decode.py; these names are re-exported lazily (no import cycle).
 _DECODE_NAMES = ("decode", "decode_path", "DecodedMaze", "TokenDecodeError")
 
 
 def __getattr__(name: str):
     if name in _DECODE_NAMES:
-        from mazesearch import decode as _decode
-
+        from mazesearch.data import decode as _decode
         return getattr(_decode, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

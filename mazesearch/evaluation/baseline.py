@@ -17,8 +17,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from mazesearch.maze import MazeBatch, neighbour_table
-from mazesearch.metrics import Walks, decision_points
+from mazesearch.data.maze import MazeBatch, neighbour_table
+from mazesearch.evaluation.metrics import Walks, decision_points
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)

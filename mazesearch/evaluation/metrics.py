@@ -19,8 +19,8 @@ import dataclasses
 import numba
 import numpy as np
 
-from mazesearch.maze import MazeBatch, neighbour_table
-from mazesearch.solve import bfs_distances
+from mazesearch.data.maze import MazeBatch, neighbour_table
+from mazesearch.data.solve import bfs_distances
 
 # Column order of the per-maze metric table (predictions parquet, aggregates, docs).
 BOOL_METRICS = ("exact_path", "valid_path", "starts_at_origin", "target_reached", "correct_end", "ended")

@@ -5,13 +5,13 @@ the same parameter names and shapes (``GPT.state_dict()`` keys *are* the bridge'
 ``embed.weight``, ``blocks.0.attn.q.weight``, ...), the same math (LayerNorm eps 1e-5, attention
 scores / sqrt(d_head), Llama-style adjacent-pair rotary with base 10000 over the whole head, no
 unembed bias) and the same seeded init. So training uses this fast module (fused causal attention,
-no hook points) and analysis loads the very same weights into the bridge (mazesearch.bridge);
+no hook points) and analysis loads the very same weights into the bridge (mazesearch.interp.bridge);
 tests/test_bridge.py proves the two compute the same logits.
 
 Besides ``forward``, GPT exposes the pieces other modules build on, so the model math lives here
 only: ``embed_tokens`` (the residual stream entering block 0, at any positions),
 ``residual_stream`` (after every block, for the activation cache), ``forward_cached`` with
-``new_kv_cache`` (incremental decoding, mazesearch.rollout) and ``logits``.
+``new_kv_cache`` (incremental decoding, mazesearch.evaluation.rollout) and ``logits``.
 
 This module does not import transformer_lens (it is slow to import and the data/eval stages
 don't need it).
@@ -23,13 +23,14 @@ import dataclasses
 import json
 import math
 import numbers
-import os
 from pathlib import Path
 from typing import Iterator
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from mazesearch.io import write_bytes_atomic
 
 ACT_FNS = ("gelu", "relu", "gelu_new", "silu")
 NORMALIZATIONS = ("LN", "none")
@@ -340,14 +341,14 @@ def save_checkpoint(model: GPT, directory: str | Path) -> None:
     Deterministic bytes: sorted keys, no timestamps or other metadata. Each file is written to a
     temporary name and renamed, so a killed run never leaves a half-written checkpoint file.
     """
-    from safetensors.torch import save  # local: keeps `import mazesearch.model` light
+    from safetensors.torch import save  # local: keeps `import mazesearch.model.gpt` light
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in sorted(model.state_dict().items())}
     config_text = json.dumps(model.cfg.to_dict(), indent=2, sort_keys=True) + "\n"
-    _write_atomic(directory / WEIGHTS_FILE, save(state))
-    _write_atomic(directory / CONFIG_FILE, config_text.encode())
+    write_bytes_atomic(directory / WEIGHTS_FILE, save(state))
+    write_bytes_atomic(directory / CONFIG_FILE, config_text.encode())
 
 
 def load_gpt(directory: str | Path, device: str | torch.device = "cpu") -> GPT:
@@ -378,9 +379,3 @@ def load_gpt(directory: str | Path, device: str | torch.device = "cpu") -> GPT:
             )
     model.load_state_dict(state)
     return model.to(device)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -5,7 +5,7 @@ Two decoders share one loop (``_decode``):
 * :func:`greedy_rollout` takes any ``logits_fn(tokens [batch, pos]) -> logits [batch, pos, vocab]``
   and re-runs it over the whole right-padded sequence at every step (reference; fake models in
   tests; anything that is not our GPT);
-* :func:`greedy_rollout_cached` drives a :class:`mazesearch.model.GPT` with a key/value cache:
+* :func:`greedy_rollout_cached` drives a :class:`mazesearch.model.gpt.GPT` with a key/value cache:
   the prompts are run once (left-padded, with per-row positions and a padding mask) and every
   step then feeds one token per row. Same tokens as the reference (tests/test_rollout.py), many
   times faster on CPU, since a maze prompt is ~100 tokens and a path ~10.
@@ -230,7 +230,7 @@ def greedy_rollout_cached(
     device: str | torch.device | None = None,
     teacher: Sequence[np.ndarray] | None = None,
 ):
-    """:func:`greedy_rollout` for a :class:`mazesearch.model.GPT`, with a key/value cache.
+    """:func:`greedy_rollout` for a :class:`mazesearch.model.gpt.GPT`, with a key/value cache.
 
     Learned positions cap every sequence at ``model.cfg.n_ctx``; rotary models have no position
     table and may run past the length they were trained on.
@@ -321,8 +321,8 @@ def tokens_per_cell(coord: str) -> int:
 
 
 def _walks(generated, vocab, grid_n: int, coord: str):
-    from mazesearch.decode import decode_path
-    from mazesearch.metrics import Walks
+    from mazesearch.data.decode import decode_path
+    from mazesearch.evaluation.metrics import Walks
 
     decoded = [decode_path(g, vocab, grid_n, coord) for g in generated]
     return Walks.from_lists([d[0] for d in decoded], [d[2] for d in decoded])
@@ -330,7 +330,7 @@ def _walks(generated, vocab, grid_n: int, coord: str):
 
 def _first_cells(chunks, vocab, grid_n: int, coord: str) -> np.ndarray:
     """The first cell each token chunk names (-1 if none): ``int32 [len(chunks)]``."""
-    from mazesearch.decode import decode_path
+    from mazesearch.data.decode import decode_path
 
     cells = [decode_path(c, vocab, grid_n, coord)[0] for c in chunks]
     return np.array([c[0] if c else -1 for c in cells], dtype=np.int32)
@@ -358,7 +358,7 @@ def predict_paths(model, tokens, vocab, grid_n: int, coord: str, batch_size: int
 
 def _fork_positions(tokens, batch, w: int) -> list[np.ndarray]:
     """Per maze, the index of the last token of each decision cell in the full sequence."""
-    from mazesearch.metrics import decision_points
+    from mazesearch.evaluation.metrics import decision_points
 
     fork_k, fork_off = decision_points(batch)
     return [tokens.prompt_len[i] + w * fork_k[fork_off[i] : fork_off[i + 1]] + (w - 1) for i in range(len(tokens))]

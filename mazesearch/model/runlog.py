@@ -9,23 +9,15 @@ Numbers are rounded to 6 significant digits so a file diff shows meaningful chan
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from mazesearch.io import write_text_atomic
 
 
 def _round(value: float | int) -> float | int:
     if isinstance(value, int):
         return value
     return float(f"{float(value):.6g}")
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``<path>.tmp`` then rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class RunLog:

@@ -1,7 +1,7 @@
 """Linear probes on cached activations, with the controls that make them mean something.
 
 A probe is a linear read-out (logistic regression, or ridge for a number) of one label
-(``mazesearch.labels``) from the residual stream at one layer. Probes find correlation, not
+(``mazesearch.interp.labels``) from the residual stream at one layer. Probes find correlation, not
 use, so every probe is scored three times (docs/probes.md):
 
 * ``trained``      the trained model's activations, real labels;
@@ -31,7 +31,7 @@ import scipy.stats
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from mazesearch.labels import TARGET_KINDS, Label, build_labels
+from mazesearch.interp.labels import TARGET_KINDS, Label, build_labels
 
 MAIN_SCORE = {"multilabel": "balanced_accuracy", "multiclass": "balanced_accuracy", "regression": "r2"}
 CLASS_SCORES = ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "majority")

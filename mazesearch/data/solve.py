@@ -1,12 +1,12 @@
 """Endpoints, shortest paths, BFS distances and path statistics for batches of mazes.
 
 Every function works on a whole batch at once (``open_``: ``uint8 [B, E]`` in the canonical
-edge order of :mod:`mazesearch.maze`) with numba kernels that split the batch into blocks of
+edge order of :mod:`mazesearch.data.maze`) with numba kernels that split the batch into blocks of
 ``_BLOCK`` mazes; each block owns its scratch arrays, so the kernels run in parallel without
 allocating per maze. Randomness (endpoint choice) comes from a splitmix64 state seeded per maze
 from ``seeds[i]``: the result for maze i depends only on its walls and its seed.
 
-:mod:`mazesearch.validate` checks solved batches with the BFS helpers defined here.
+:mod:`mazesearch.data.validate` checks solved batches with the BFS helpers defined here.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from mazesearch.maze import edge_endpoints, n_edges, neighbour_table
+from mazesearch.data.maze import edge_endpoints, n_edges, neighbour_table
 
 _BLOCK = 256  # mazes per parallel work item
 _SATURATE = 2**62  # shortest-path counts stop growing here instead of overflowing int64

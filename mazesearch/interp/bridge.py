@@ -1,7 +1,7 @@
 """TransformerLens 4.x view of a trained GPT: the analysis interface (hooks, run_with_cache).
 
 ``to_bridge(gpt)`` boots TL's native architecture with the matching config and loads the GPT's
-weights unchanged (same keys, same shapes: see mazesearch.model). Activation names are TL's public
+weights unchanged (same keys, same shapes: see mazesearch.model.gpt). Activation names are TL's public
 vocabulary: ``hook_embed``, ``hook_pos_embed``, ``blocks.{i}.hook_resid_post``, ...
 
 This is the only module that imports transformer_lens (slow to import); the data and eval stages
@@ -17,7 +17,7 @@ from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.sources import boot_native
 
-from mazesearch.model import GPT, LN_EPS, ROTARY_BASE, ModelConfig, load_gpt
+from mazesearch.model.gpt import GPT, LN_EPS, ROTARY_BASE, ModelConfig, load_gpt
 
 _POSITIONAL = {"learned": "standard", "rotary": "rotary"}
 _NORMALIZATION = {"LN": "LN", "none": None}

@@ -1,6 +1,6 @@
 """Token sequences back into mazes: a strict parser and a lenient path reader.
 
-:func:`decode` reads a whole sequence written by :func:`mazesearch.tokens.encode` (any option
+:func:`decode` reads a whole sequence written by :func:`mazesearch.data.tokens.encode` (any option
 combination; the coordinate and edge forms are recognised from the tokens) and raises
 :class:`TokenDecodeError` naming the position of the first thing that is wrong.
 
@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from mazesearch.maze import edge_index, n_edges
+from mazesearch.data.maze import edge_index, n_edges
 
 if TYPE_CHECKING:
-    from mazesearch.tokens import Vocab
+    from mazesearch.data.tokens import Vocab
 
-# The same strings as mazesearch.tokens (kept here so this module imports nothing heavy).
+# The same strings as mazesearch.data.tokens (kept here so this module imports nothing heavy).
 _LIST_TOKENS = {"<ADJLIST_START>": ("<ADJLIST_END>", "<-->"), "<WALLS_START>": ("<WALLS_END>", "<-X->")}
 _PAD, _PATH_END = "<PADDING>", "<PATH_END>"
 

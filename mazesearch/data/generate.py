@@ -1,7 +1,7 @@
 """Seeded maze-connectivity generators, compiled with numba.
 
 ``generate_open(kind, n, seeds, ...)`` returns the ``open`` edges (``uint8 [B, E]``, canonical
-edge order of :mod:`mazesearch.maze`) of B mazes. Maze i depends on ``seeds[i]`` alone: each
+edge order of :mod:`mazesearch.data.maze`) of B mazes. Maze i depends on ``seeds[i]`` alone: each
 maze runs its own splitmix64 stream inside the kernel, so the output does not depend on the
 batch it is in, on the thread count or on any global RNG. One numba call builds the whole
 batch, in parallel over chunks of mazes.
@@ -33,7 +33,7 @@ import math
 import numba
 import numpy as np
 
-from mazesearch.maze import edge_endpoints, n_edges, neighbour_table
+from mazesearch.data.maze import edge_endpoints, n_edges, neighbour_table
 
 KINDS = ("dfs", "wilson", "kruskal", "recursive_division", "percolation", "dfs_percolation",
          "open_field")
