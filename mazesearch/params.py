@@ -156,7 +156,8 @@ class ActivationsSpec(_Strict):
 
 
 class ProbesSpec(_Strict):
-    test_frac: float = Field(default=0.25, gt=0.0, lt=1.0)
+    test_frac: float = Field(default=0.25, gt=0.0, lt=1.0)  # mazes held out to score the probes
+    val_frac: float = Field(default=0.2, gt=0.0, lt=1.0)  # of the rest: picks best_layer
     C: float = Field(default=1.0, gt=0.0)  # inverse L2 strength of the logistic probes
     ridge_alpha: float = Field(default=1.0, gt=0.0)
     max_iter: int = Field(default=200, gt=0)
