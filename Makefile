@@ -7,10 +7,11 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# torch is pinned (2.13.0, CPU wheel) before the rest so nothing pulls CUDA packages.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test]"
+# torch is pinned (2.13.0, CPU wheel) before the rest so nothing pulls CUDA packages; every other
+# package comes at the exact version in constraints.txt, so a fresh machine gets the same versions.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -22,7 +23,15 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q -n 2
 
+# Re-pin constraints.txt from a fresh venv built from pyproject.toml alone.
+lock:
+	rm -rf /tmp/mazesearch-lock && $(PY) -m venv /tmp/mazesearch-lock
+	/tmp/mazesearch-lock/bin/pip install -q --upgrade pip
+	/tmp/mazesearch-lock/bin/pip install -q torch==2.13.0 && /tmp/mazesearch-lock/bin/pip install -q -e ".[test]"
+	{ sed -n 1,2p constraints.txt; /tmp/mazesearch-lock/bin/pip freeze --exclude-editable | sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
 bench: install
 	$(BIN)/python -m mazesearch.bench all
 
-.PHONY: install demo test bench
+.PHONY: install demo test bench lock

@@ -93,12 +93,16 @@ def atomic_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file", hint: str | None = None):
-    """Parse a JSON file or raise :class:`InputError` (missing, not UTF-8, not JSON)."""
+    """Parse a JSON file or raise :class:`InputError` (missing, unreadable, not UTF-8, not JSON)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, f"{what} does not exist", hint)
     try:
-        return json.loads(path.read_text())
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(path, f"{what} is not readable ({exc.strerror or exc})", hint) from None
+    try:
+        return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(path, f"{what} is not valid JSON ({exc})", hint) from None
 

@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> None:
 
     params = load_params_or_exit(args.params)
     spec = require_section(params, "activations", "activations")
-    tokens = read_tokens(Path(args.tokens_dir) / f"{spec.dataset}.parquet")
+    vocab = Vocab.from_json(args.vocab)
+    tokens = read_tokens(Path(args.tokens_dir) / f"{spec.dataset}.parquet", vocab=vocab)
     mazes_path = Path(args.mazes_dir) / f"{spec.dataset}.parquet"
     maze_ids, grid_n = read_maze_ids(mazes_path), read_grid_n(mazes_path)
     n = spec.n_mazes
@@ -42,11 +43,10 @@ def main(argv: list[str] | None = None) -> None:
     if len(maze_ids) < n or not np.array_equal(maze_ids[:n], tokens.maze_id[:n]):
         raise InputError(mazes_path, f"its mazes disagree with the tokens of dataset {spec.dataset}",
                          f"re-run `dvc repro tokenize@{spec.dataset}`")
-    vocab = Vocab.from_json(args.vocab)
     set_threads(spec.num_threads)
     device = resolve_device(spec.device, "activations.device")
     print(f"activations: device {device}, {spec.num_threads} threads")
-    trained = load_gpt(args.model_dir, device=device)
+    trained = load_gpt(args.model_dir, device=device, vocab=vocab, vocab_path=args.vocab)
     control = GPT(trained.cfg, seed=spec.control_seed).to(device)
 
     with atomic_dir(args.out_dir) as out:  # both stores, or neither

@@ -1,6 +1,8 @@
-"""Stage eval_summary: every reports/eval/<suite>.json -> one table across suites.
+"""Stage eval_summary: every reports/eval/details/<suite>.json -> one table across suites.
 
-    reports/eval/summary.json       {suite: {generator, grid_n, model and baseline means, ...}}
+    reports/eval/summary.json       {suite: {generator, grid_n, model and baseline means,
+                                    exact-path intervals, ...}} (a plain output, not a DVC
+                                    metric: the per-suite headlines are the metrics)
     reports/eval/summary.md         the same as a Markdown table
     reports/eval/summary_plot.csv   suite,model_exact,baseline_exact (a DVC bar plot)
     reports/eval/summary.png        the same as a grouped bar chart
@@ -12,32 +14,35 @@ measure: the chance that a random walker that never turns back finds the shortes
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from mazesearch.evaluation.summary import markdown, nan_if_none, plot_csv, summarize
-from mazesearch.io import read_json, stage_main, write_text_atomic
+from mazesearch.io import InputError, read_json, stage_main, write_json_atomic, write_text_atomic
 from mazesearch.params import load_params_or_exit, require_section
-
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--reports-dir", default="reports/eval/suites", help="where the suite JSONs are")
+    ap.add_argument("--details-dir", default="reports/eval/details", help="where the suite details JSONs are")
     ap.add_argument("--out-dir", default="reports/eval", help="where the summary goes")
     args = ap.parse_args()
 
     params = load_params_or_exit(args.params)
     require_section(params, "evaluate", "eval_summary")
-    reports_dir = Path(args.reports_dir)
-    reports = {}
+    details_dir = Path(args.details_dir)
+    details = {}
     for suite in params.evaluate.suites:
-        path = reports_dir / f"{suite}.json"
-        reports[suite] = read_json(path, "suite report", f"run `dvc repro evaluate@{suite}`")
-    rows = summarize(reports)
-    out = Path(args.out_dir) if args.out_dir else reports_dir
-    write_text_atomic(out / "summary.json", json.dumps(rows, indent=2) + "\n")
+        path = details_dir / f"{suite}.json"
+        hint = f"run `dvc repro evaluate@{suite}`"
+        details[suite] = read_json(path, "suite report", hint)
+        try:  # JSON that is not a suite report (not an object, keys missing): that file's error
+            summarize({suite: details[suite]})
+        except (KeyError, TypeError, AttributeError, IndexError) as exc:
+            raise InputError(path, f"is not a suite report ({type(exc).__name__}: {exc})", hint) from None
+    rows = summarize(details)
+    out = Path(args.out_dir)
+    write_json_atomic(out / "summary.json", rows)
     write_text_atomic(out / "summary.md", markdown(rows))
     write_text_atomic(out / "summary_plot.csv", plot_csv(rows))
     from mazesearch.viz.render import render_bar_chart

@@ -3,7 +3,11 @@
     data/mazes/<dataset>.parquet + data/vocab.json + models/ ->
         data/predictions/<suite>.parquet   maze_id, predicted tokens and path, every metric,
                                            the baseline's path and metrics (prefix baseline_)
-        reports/eval/suites/<suite>.json   means of every metric, model and baseline, leakage
+        reports/eval/suites/<suite>.json   the headline (DVC metric): exact-path rates of model
+                                           and baseline with 95% intervals, valid path, first
+                                           fork, feedable, leakage
+        reports/eval/details/<suite>.json  everything else: means of every metric, model and
+                                           baseline, tokenizer options, feedability, n_ctx, ...
         reports/eval/pictures/<suite>.png  sample mazes with predicted paths, failures first
 
 The suite's tokenizer options are params ``tokenizer.*`` overridden by
@@ -15,14 +19,13 @@ read still gets the baseline, with ``feedable: false`` and the reason (mazesearc
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 from mazesearch.data.maze import read_maze_ids, read_mazes, write_parquet_atomic
 from mazesearch.data.tokens import TokenizerOptions, Vocab
-from mazesearch.io import InputError, stage_main, write_text_atomic
+from mazesearch.io import InputError, stage_main, write_json_atomic
 from mazesearch.params import load_params_or_exit, require_section, suite_tokenizer
 
 
@@ -34,7 +37,8 @@ def main() -> None:
     ap.add_argument("--vocab", default="data/vocab.json")
     ap.add_argument("--model-dir", default="models")
     ap.add_argument("--predictions-dir", default="data/predictions")
-    ap.add_argument("--reports-dir", default="reports/eval/suites")
+    ap.add_argument("--reports-dir", default="reports/eval/suites", help="headline metrics")
+    ap.add_argument("--details-dir", default="reports/eval/details")
     ap.add_argument("--pictures-dir", default="reports/eval/pictures")
     args = ap.parse_args()
 
@@ -52,22 +56,21 @@ def main() -> None:
     leakage = int(np.isin(batch.maze_id, read_maze_ids(mazes_dir / "train.parquet")).sum())
 
     # after the cheap checks: a bad suite name fails fast
-    from mazesearch.evaluation.suite import evaluate_suite, rounded
+    from mazesearch.evaluation.suite import evaluate_suite, headline, rounded
     from mazesearch.model.device import resolve_device, set_threads
     from mazesearch.model.gpt import load_gpt
 
     set_threads(ev.num_threads)
     device = resolve_device(ev.device, "evaluate.device")
     print(f"evaluate {args.suite}: device {device}, {ev.num_threads} threads")
-    model = load_gpt(args.model_dir, device=device)
+    model = load_gpt(args.model_dir, device=device, vocab=vocab, vocab_path=args.vocab)
     result = evaluate_suite(model, batch, vocab, opts, baseline_seed=ev.baseline_seed, batch_size=ev.batch_size)
 
     write_parquet_atomic(result.table, Path(args.predictions_dir) / f"{args.suite}.parquet")
     r = result.report
-    report = {"suite": args.suite, "dataset": spec.dataset, **r, "leakage": leakage,
-              "model_exact": r["model"]["exact_path"] if r["feedable"] else None,
-              "baseline_exact": r["baseline"]["exact_path"]}
-    write_text_atomic(Path(args.reports_dir) / f"{args.suite}.json", json.dumps(rounded(report), indent=2) + "\n")
+    details = rounded({"suite": args.suite, "dataset": spec.dataset, **r, "leakage": leakage})
+    write_json_atomic(Path(args.details_dir) / f"{args.suite}.json", details)
+    write_json_atomic(Path(args.reports_dir) / f"{args.suite}.json", headline(details))
 
     if ev.n_pictures > 0 and len(batch):
         from mazesearch.evaluation.suite import picture_rows

@@ -4,6 +4,11 @@ Every dataset except `train` excludes mazes (walls + origin + target) that occur
 training set. The training set is rebuilt in memory from its params (generation is
 deterministic and fast) instead of read from disk, so each generate stage depends only on
 params; it is rebuilt only when grid sizes match, since otherwise no maze can coincide.
+
+Reports: ``reports/data/<name>.json`` holds the headline counts (a DVC metric: n_mazes,
+n_dropped_overlap, n_duplicates); ``reports/data/details/<name>.json`` the rest of the
+generation info (n_generated, n_dropped_no_endpoints, path length, dead ends, forks, ...;
+docs/data.md).
 """
 
 import argparse
@@ -14,13 +19,15 @@ from mazesearch.data.maze import write_mazes
 from mazesearch.io import InputError, stage_main, write_json_atomic
 from mazesearch.params import load_params_or_exit
 
+HEADLINE = ("n_mazes", "n_dropped_overlap", "n_duplicates")  # the DVC metric; the rest is details
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("name", help="dataset name (a key of `datasets` in params.yaml)")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--out-dir", default="data/mazes")
-    ap.add_argument("--report-dir", default="reports/data")
+    ap.add_argument("--report-dir", default="reports/data", help="headline metrics (details/ beside them)")
     args = ap.parse_args()
 
     params = load_params_or_exit(args.params)
@@ -39,7 +46,10 @@ def main() -> None:
     print(f"{args.name}: {len(batch)} mazes, dropped {info['n_dropped_overlap']} present in train")
 
     write_mazes(batch, Path(args.out_dir) / f"{args.name}.parquet")
-    write_json_atomic(Path(args.report_dir) / f"{args.name}.json", info, sort_keys=True)
+    report_dir = Path(args.report_dir)
+    write_json_atomic(report_dir / f"{args.name}.json", {k: info[k] for k in HEADLINE})
+    details = {k: v for k, v in info.items() if k not in HEADLINE}
+    write_json_atomic(report_dir / "details" / f"{args.name}.json", details, sort_keys=True)
 
 
 if __name__ == "__main__":

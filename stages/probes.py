@@ -4,10 +4,14 @@ Reads ``data/mazes/<activations.dataset>.parquet`` and the two activation stores
 ``data/activations/trained`` and ``data/activations/random`` (a random-init model of the same
 architecture). Writes, all at once (into ``<out>.tmp`` then renamed):
 
-    metrics.json            probe -> {best_layer, layers: layer -> {trained, random_init,
-                            permuted, selectivity}} (docs/probes.md)
-    by_layer/<probe>.csv    layer_idx, layer, trained, random_init, permuted (main score)
-    per_output_f1.json      per-cell / per-edge F1 of the multilabel probes at their best layer
+    metrics.json            the headline (a DVC metric): probe -> {best_layer (chosen on the
+                            val split), test_score, selectivity_vs_random_init,
+                            selectivity_vs_permuted} (null: void or undefined)
+    details.json            probe -> {split sizes, void_controls, best_layer, layers: layer ->
+                            {test, val: run -> scores, selectivity}} (docs/probes.md)
+    by_layer/<probe>.csv    layer_idx, layer, trained, random_init, permuted (test main score),
+                            trained_val
+    per_output_f1.json      per-cell / per-edge test F1 of the multilabel probes at best_layer
     <probe>_f1.png          those F1 values drawn on the maze grid
 """
 
@@ -18,8 +22,8 @@ from pathlib import Path
 
 from mazesearch.data.maze import read_mazes
 from mazesearch.params import ActivationsSpec, ProbesSpec, load_params_or_exit
-from mazesearch.interp.probes import ProbeConfig, run_probes
-from mazesearch.interp.probe_report import write_reports
+from mazesearch.interp.probes import run_probes
+from mazesearch.interp.probe_report import headline, write_reports
 from mazesearch.io import stage_main
 
 
@@ -44,21 +48,24 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params_or_exit(args.params)
     spec = params.probes or ProbesSpec()
     dataset = (params.activations or ActivationsSpec()).dataset
-    cfg = ProbeConfig(**spec.model_dump())
 
     mazes = read_mazes(Path(args.mazes_dir) / f"{dataset}.parquet")
     acts = Path(args.activations_dir)
     trained, random_init = open_store(acts / "trained"), open_store(acts / "random")
-    metrics, per_output_f1 = run_probes(mazes, trained, random_init, cfg, progress=not args.quiet)
-    write_reports(metrics, per_output_f1, mazes.grid_n, Path(args.out_dir))
+    from mazesearch.interp.activations import check_store_mazes
 
-    for name, probe in metrics.items():
-        best, main = probe["best_layer"], probe["main_score"]
-        if best is None:
-            print(f"{name:>15}: undefined (labels constant or no test rows)")
+    for store in (trained, random_init):  # both caches were made from this maze file
+        check_store_mazes(store, mazes.maze_id, Path(args.mazes_dir) / f"{dataset}.parquet")
+    results, per_output_f1 = run_probes(mazes, trained, random_init, spec, progress=not args.quiet)
+    write_reports(results, per_output_f1, mazes.grid_n, Path(args.out_dir))
+
+    for name, h in headline(results).items():
+        if h["best_layer"] is None:
+            print(f"{name:>15}: undefined (labels constant or no val rows)")
             continue
-        runs = {run: probe["layers"][best][run][main] for run in ("trained", "random_init", "permuted")}
-        print(f"{name:>15}: {main} at {best}: " + ", ".join(f"{k} {v}" for k, v in runs.items()))
+        sel = ", ".join(f"vs {c} {h['selectivity_vs_' + c]}" for c in ("random_init", "permuted"))
+        print(f"{name:>15}: test {results[name]['main_score']} {h['test_score']} at {h['best_layer']} "
+              f"(chosen on val); selectivity {sel}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 from mazesearch.data.tokens import Vocab, read_tokens
 from mazesearch.io import StageError, stage_main, write_text_atomic
 from mazesearch.model.gpt import save_checkpoint
-from mazesearch.model.runlog import write_metrics
+from mazesearch.model.runlog import HEADLINE_METRICS, write_metrics
 from mazesearch.model.train import clear_training_state, train
 from mazesearch.params import load_params_or_exit, require_section
 
@@ -32,7 +32,7 @@ def main() -> None:
     params = load_params_or_exit(args.params)
     model_spec, train_spec = require_section(params, "model", "train"), require_section(params, "train", "train")
     vocab = Vocab.from_json(args.vocab)
-    train_tokens, val_tokens = read_tokens(args.train), read_tokens(args.val)
+    train_tokens, val_tokens = read_tokens(args.train, vocab=vocab), read_tokens(args.val, vocab=vocab)
     try:
         result = train(model_spec, train_spec, train_tokens, val_tokens, vocab, checkpoint_dir=args.checkpoint_dir)
     except ValueError as exc:  # bad combination of params and data (n_ctx, batch_size, device)
@@ -41,7 +41,7 @@ def main() -> None:
     save_checkpoint(result.model.to("cpu"), args.model_dir)
     reports = Path(args.reports_dir)
     result.log.write_curves(reports / "curves")
-    write_metrics(reports / "metrics.json", result.metrics)
+    write_metrics(reports / "metrics.json", result.metrics, keys=HEADLINE_METRICS)
     clear_training_state(args.checkpoint_dir)
     m = result.metrics
     timing = {"wall_s": round(result.wall_s, 1), "resumed_from": result.resumed_from,

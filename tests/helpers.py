@@ -53,3 +53,18 @@ def batch_from_paths(n: int, open_: np.ndarray, paths: list[list[int]], generato
         n_shortest_paths=np.ones(B, np.int64), forks_on_path=np.zeros(B, np.int16),
         n_dead_ends=np.zeros(B, np.int16),
     )
+
+
+# Float comparisons are relative to the magnitude compared. Two float32 computations of the same
+# function that differ only in summation order (another CPU's kernels, fused vs unfused attention)
+# differ by about n * eps relative per reduction of length n (eps = 1.2e-7): for d_model <= 64 and
+# a few layers that is ~1e-5 of the largest value. REL_TOL leaves 5x headroom over that bound.
+REL_TOL = 5e-5
+
+
+def rel_err(got, want) -> float:
+    """max |got - want| / max |want| (numpy arrays or torch tensors; 0/0 counts as 0)."""
+    got, want = (np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64) for x in (got, want))
+    scale = float(np.abs(want).max()) if want.size else 0.0
+    diff = float(np.abs(got - want).max()) if want.size else 0.0
+    return diff / scale if scale > 0 else diff

@@ -10,8 +10,10 @@ import pytest
 import torch
 import yaml
 
+from helpers import REL_TOL, rel_err
+
 import mazesearch.interp.activations as act
-from mazesearch.io import StageError
+from mazesearch.io import InputError, StageError
 from mazesearch.interp.activations import ActivationStore, NpyAppender, build_index, extract_activations, resolve_layers
 from mazesearch.interp.bridge import to_bridge
 from mazesearch.data.dataset import build_mazes
@@ -170,7 +172,7 @@ def test_cached_values_equal_bridge_run_with_cache(tmp_path, monkeypatch, positi
     for layer in RESID:
         pre_cast = torch.cat([b[layer] for b in batches]).numpy()  # [rows, d_model] float32
         assert pre_cast.dtype == np.float32 and pre_cast.shape == (len(store), 32)
-        assert np.abs(pre_cast - oracle[tl[layer]]).max() <= 1e-4, layer
+        assert rel_err(pre_cast, oracle[tl[layer]]) <= REL_TOL, layer
         assert np.array_equal(store.load(layer), pre_cast.astype(np.float16)), layer  # the cast is all
     if positional == "learned":  # "embed" is hook_embed + hook_pos_embed
         assert np.abs(oracle["hook_embed"] + oracle["hook_pos_embed"] - oracle["blocks.0.hook_resid_pre"]).max() == 0
@@ -198,12 +200,13 @@ def test_bridge_backend_arbitrary_hooks_and_alias_dedup(tmp_path):
     for layer in store.layers:
         want = oracle[tl[layer]]
         got = store.load(layer).astype(np.float32)
-        assert np.all(np.abs(got - want) <= 1e-4 + 2.0**-11 * np.abs(want)), layer  # float16 rounding
+        scale = REL_TOL * np.abs(want).max()  # float32 differences, then float16 rounding (2^-11)
+        assert np.all(np.abs(got - want) <= scale + 2.0**-11 * np.abs(want)), layer
 
     fast = extract_activations(model, tb, VOCAB, 3, tmp_path / "g", batch_size=3)
     for layer in RESID[:2]:  # two backends, same activations up to float16 rounding
         a, b = fast.load(layer).astype(np.float32), store.load(layer).astype(np.float32)
-        assert np.all(np.abs(a - b) <= 1e-4 + 2.0**-10 * np.abs(a)), layer
+        assert np.all(np.abs(a - b) <= REL_TOL * np.abs(a).max() + 2.0**-10 * np.abs(a)), layer
 
     with pytest.raises(ValueError, match="unknown TransformerLens hooks"):
         extract_activations(model, tb, VOCAB, 3, tmp_path / "x", hooks=["blocks.0.hook_nonsense"])
@@ -290,13 +293,56 @@ def test_bad_arguments_and_store_errors(tmp_path):
     with pytest.raises(ValueError, match="n_ctx is 20"):
         extract_activations(short, tb, VOCAB, 3, tmp_path / "a")
     assert not (tmp_path / "a").exists()
-    with pytest.raises(FileNotFoundError, match="not an activation cache"):
+    with pytest.raises(InputError, match="not an activation cache"):
         ActivationStore(tmp_path / "missing")
     store = extract_activations(model, tb, VOCAB, 3, tmp_path / "ok", n_mazes=3)
     assert store.meta["n_mazes"] == 3 and set(store.index["maze_row"]) == {0, 1, 2}
     with pytest.raises(ValueError, match="not in this cache"):
         store.load("blocks.7.hook_resid_post")
     assert isinstance(store.load("embed"), np.memmap)
+
+
+def test_damaged_store_is_an_input_error_naming_the_file(tmp_path):
+    import shutil
+
+    _, tb = dfs_tokens(5)
+    extract_activations(tiny_model(), tb, VOCAB, 3, tmp_path / "ok", n_mazes=3)
+
+    def cut(path):
+        path.write_bytes(path.read_bytes()[:-10])
+
+    def meta(edit):
+        return lambda d: (d / "meta.json").write_text(json.dumps(edit(json.loads((d / "meta.json").read_text()))))
+
+    cases = [  # opening the store checks meta.json, that index.parquet exists, every .npy header and size
+        (lambda d: (d / "meta.json").unlink(), r"meta.json: .* is not an activation cache \(meta.json is missing\)"),
+        (lambda d: (d / "meta.json").write_text("{oops"), "meta.json: activation cache meta is not valid JSON"),
+        (meta(lambda m: {**m, "format": "x/1"}), "meta.json: format 'x/1' is not"),
+        (meta(lambda m: {**m, "n_rows": "7"}), "meta.json: n_rows must be a non-negative int"),
+        (meta(lambda m: {**m, "layers": [{"name": "embed"}]}), "meta.json: layers must be a list"),
+        (lambda d: (d / "index.parquet").unlink(), "index.parquet: activation index does not exist"),
+        (lambda d: (d / "embed.npy").unlink(), "embed.npy: activation layer file does not exist"),
+        (lambda d: cut(d / "embed.npy"), r"embed.npy: activation layer file has \d+ bytes, its header says \d+ \(truncated\)"),
+        (lambda d: (d / "embed.npy").write_bytes(b"junk"), "embed.npy: activation layer file is not a .npy array"),
+        (lambda d: np.save(d / "embed.npy", np.zeros((2, 32), np.float32)),
+         r"embed.npy: activation layer file is float32 \[2, 32\], meta.json says float16"),
+    ]
+    for i, (damage, match) in enumerate(cases):
+        d = tmp_path / f"bad{i}"
+        shutil.copytree(tmp_path / "ok", d)
+        damage(d)
+        with pytest.raises(InputError, match=match):
+            ActivationStore(d)
+    d = tmp_path / "bad_index"  # the index is read (and checked) when first used
+    shutil.copytree(tmp_path / "ok", d)
+    cut(d / "index.parquet")
+    with pytest.raises(InputError, match="index.parquet: activation index is not readable Parquet"):
+        ActivationStore(d).index
+    import pyarrow.parquet as pq
+
+    pq.write_table(pq.read_table(tmp_path / "ok" / "index.parquet").slice(1), d / "index.parquet")
+    with pytest.raises(InputError, match=r"index.parquet: activation index has \d+ rows, meta.json says"):
+        ActivationStore(d).index
 
 
 # ---------------------------------------------------------------------------- stage

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import VOCAB, tiny
+from helpers import REL_TOL, VOCAB, rel_err, tiny
 from mazesearch.interp.bridge import bridge_config, load_model, resid_post_names, to_bridge
 from mazesearch.data.dataset import build_mazes
 import mazesearch.model.gpt as model_module
@@ -15,7 +15,7 @@ from mazesearch.model.gpt import GPT, ModelConfig, save_checkpoint
 from mazesearch.data.tokens import TokenizerOptions, encode
 from transformer_lens.model_bridge.sources import boot_native
 
-TOL = 1e-4
+TOL = REL_TOL  # relative to the magnitude compared (tests/helpers.py)
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")  # tests/conftest.py
 
@@ -66,7 +66,7 @@ def test_bridge_logits_equal_gpt(variant, maze_tokens):
         ours, theirs = model(maze_tokens), bridge(maze_tokens)
     assert theirs.shape == ours.shape == (*maze_tokens.shape, len(VOCAB))
     assert ours.std() > 0.5  # not a near-constant function: the comparison is meaningful
-    assert (ours - theirs).abs().max().item() <= TOL
+    assert rel_err(ours, theirs) <= TOL
 
 
 def test_tolerance_catches_a_wrong_weight(maze_tokens):
@@ -75,7 +75,7 @@ def test_tolerance_catches_a_wrong_weight(maze_tokens):
     bridge = to_bridge(model)
     with torch.no_grad():
         model.blocks[1].attn.k.weight[3] *= 1.05
-        assert (model(maze_tokens) - bridge(maze_tokens)).abs().max().item() > 10 * TOL
+        assert rel_err(bridge(maze_tokens), model(maze_tokens)) > 10 * TOL
 
 
 def test_tolerance_catches_the_other_rotary_convention(maze_tokens, monkeypatch):
@@ -91,7 +91,7 @@ def test_tolerance_catches_the_other_rotary_convention(maze_tokens, monkeypatch)
 
     monkeypatch.setattr(model_module, "apply_rotary", rotate_half_rope)
     with torch.no_grad():
-        assert (model(maze_tokens) - bridge(maze_tokens)).abs().max().item() > 10 * TOL
+        assert rel_err(bridge(maze_tokens), model(maze_tokens)) > 10 * TOL
 
 
 @pytest.mark.parametrize("positional", ["learned", "rotary"])
@@ -119,11 +119,11 @@ def test_run_with_cache_resid_post(positional, maze_tokens):
     assert (embed - cache["blocks.0.hook_resid_pre"]).abs().max() == 0
     for name, mine in zip(names, ours):
         assert cache[name].shape == (*maze_tokens.shape, cfg.d_model)
-        assert (cache[name] - mine).abs().max().item() <= TOL
+        assert rel_err(cache[name], mine) <= TOL
     with torch.no_grad():  # the last resid_post, through ln_final and unembed, is the logits
         from_resid = bridge.unembed(bridge.ln_final(cache[names[-1]]))
-    assert (from_resid - logits).abs().max().item() <= TOL
-    assert (logits - model(maze_tokens)).abs().max().item() <= TOL
+    assert rel_err(from_resid, logits) <= TOL
+    assert rel_err(logits, model(maze_tokens)) <= TOL
 
 
 def test_bridge_hook_edits_change_the_output(maze_tokens):
@@ -144,7 +144,7 @@ def test_load_model_from_checkpoint(tmp_path, maze_tokens):
     bridge = load_model(tmp_path / "models")
     assert not bridge.training
     with torch.no_grad():
-        assert (bridge(maze_tokens) - model(maze_tokens)).abs().max().item() <= TOL
+        assert rel_err(bridge(maze_tokens), model(maze_tokens)) <= TOL
     state = bridge.state_dict()
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())  # weights unchanged
 

@@ -66,7 +66,7 @@ def test_parquet_round_trip_and_determinism(tmp_path):
     write_mazes(b, tmp_path / "b.parquet")
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
     assert not list(tmp_path.glob("*.tmp"))
-    back = read_mazes(tmp_path / "a.parquet")
+    back = read_mazes(tmp_path / "a.parquet", check=False)  # random walls and paths: not valid mazes
     for field in ("open", "origin", "target", "path_flat", "path_offsets", "n_shortest_paths",
                   "forks_on_path", "n_dead_ends", "maze_id"):
         assert np.array_equal(getattr(back, field), getattr(b, field)), field
@@ -90,3 +90,39 @@ def test_corrupt_file_gives_clear_error(tmp_path):
         read_mazes(bad)
     with pytest.raises(InputError, match="does not exist.*dvc repro"):
         read_mazes(tmp_path / "missing.parquet")
+
+
+def test_read_mazes_checks_layout_and_every_maze(tmp_path):
+    import pyarrow as pa
+
+    from helpers import batch_from_paths
+    from mazesearch.data.dataset import build_mazes
+    from mazesearch.data.maze import read_grid_n, read_maze_ids
+
+    good, _ = build_mazes(generator="dfs", grid_n=3, n_mazes=6, seed=0)
+    write_mazes(good, tmp_path / "good.parquet")
+    assert np.array_equal(read_mazes(tmp_path / "good.parquet").maze_id, good.maze_id)
+    # 2x2, every edge closed, the stored path 0 -> 1 walks through the wall between them
+    through_wall = batch_from_paths(2, np.zeros((1, n_edges(2)), np.uint8), [[0, 1]])
+    write_mazes(through_wall, tmp_path / "wall.parquet")
+    with pytest.raises(InputError, match=r"wall.parquet: maze file row 0 \(maze_id \d+\) is not a valid maze: "
+                                         r"path step 1 passes through a wall"):
+        read_mazes(tmp_path / "wall.parquet")
+    assert len(read_mazes(tmp_path / "wall.parquet", check=False)) == 1  # the layout is fine
+    table = good.to_arrow()
+    for edit, match in [
+        (lambda t: t.drop(["origin"]), r"lacks columns \['origin'\]"),
+        (lambda t: t.set_column(t.column_names.index("origin"), "origin", pa.array(["a"] * 6)), "'origin' must be integers"),
+        (lambda t: t.set_column(t.column_names.index("edges"), "edges", pa.array([b"x"] * 6, pa.binary())), "fixed_size_binary"),
+        (lambda t: t.set_column(t.column_names.index("target"), "target", pa.array([1, None, 1, 1, 1, 1], pa.int16())), "null values"),
+        (lambda t: t.slice(0, 0), "no rows"),
+    ]:
+        pq.write_table(edit(table), tmp_path / "bad.parquet")
+        with pytest.raises(InputError, match="bad.parquet: maze file does not hold valid mazes .*" + match):
+            read_mazes(tmp_path / "bad.parquet")
+    pq.write_table(table.drop(["maze_id"]), tmp_path / "bad.parquet")
+    with pytest.raises(InputError, match=r"bad.parquet: maze file lacks columns \['maze_id'\]"):
+        read_maze_ids(tmp_path / "bad.parquet")
+    pq.write_table(table.set_column(1, "grid_n", pa.array([3, 3, 4, 3, 3, 3], pa.uint8())), tmp_path / "bad.parquet")
+    with pytest.raises(InputError, match="mixes grid sizes"):
+        read_grid_n(tmp_path / "bad.parquet")

@@ -16,7 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import VOCAB, tiny
+from helpers import REL_TOL, VOCAB, rel_err, tiny
+from mazesearch.io import InputError
 from mazesearch.data.dataset import build_mazes
 from mazesearch.model.gpt import (
     CONFIG_FILE, GPT, WEIGHTS_FILE, ModelConfig, apply_rotary, causal_attention, load_gpt, rotary_tables,
@@ -167,7 +168,7 @@ def test_forward_matches_naive_reference(variant, maze_tokens):
         ours = model(maze_tokens)
         ref = naive_forward(model, maze_tokens)
     assert ours.shape == (*maze_tokens.shape, len(VOCAB))
-    assert (ours - ref).abs().max().item() <= 1e-4
+    assert rel_err(ours, ref) <= REL_TOL
 
 
 def test_naive_reference_is_sensitive(maze_tokens):
@@ -176,7 +177,7 @@ def test_naive_reference_is_sensitive(maze_tokens):
     with torch.no_grad():
         before = model(maze_tokens)
         model.blocks[0].attn.q.weight[0, 0] *= 1.01
-        assert (model(maze_tokens) - before).abs().max().item() > 1e-3
+        assert rel_err(model(maze_tokens), before) > 20 * REL_TOL
 
 
 def test_rotary_tables_and_rotation():
@@ -197,7 +198,7 @@ def test_rotary_tables_and_rotation():
     same = torch.stack([q[0, 0, 3]] * 50)[None, None]
     other = torch.stack([k[0, 0, 9]] * 50)[None, None]
     rq, rk = apply_rotary(same, cos, sin)[0, 0], apply_rotary(other, cos, sin)[0, 0]
-    assert (rq[20] @ rk[15]).item() == pytest.approx((rq[40] @ rk[35]).item(), abs=1e-4)
+    assert (rq[20] @ rk[15]).item() == pytest.approx((rq[40] @ rk[35]).item(), rel=REL_TOL)
 
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS[:2], ids=lambda v: v["positional"])
@@ -277,7 +278,30 @@ def test_load_gpt_errors(tmp_path):
     with pytest.raises(ValueError, match="has shape"):
         load_gpt(tmp_path)
     cfg_path.write_text("{not json")
-    with pytest.raises(ValueError, match="not valid JSON"):
+    with pytest.raises(InputError, match="model_config.json: model config is not valid JSON"):
+        load_gpt(tmp_path)
+    cfg_path.write_text(json.dumps({**cfg, "d_model": "big"}))
+    with pytest.raises(InputError, match="model_config.json: is not a valid model config .*d_model"):
+        load_gpt(tmp_path)
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match=r"model_config.json: the model has d_vocab=\d+ but the vocabulary v.json has 5 tokens"):
+        load_gpt(tmp_path, vocab=[0] * 5, vocab_path="v.json")
+    assert load_gpt(tmp_path, vocab=VOCAB).cfg.d_vocab == len(VOCAB)
+    weights = tmp_path / WEIGHTS_FILE
+    good = weights.read_bytes()
+    for data in (np.random.default_rng(0).bytes(4096), good[: len(good) // 2], b""):
+        weights.write_bytes(data)
+        with pytest.raises(InputError, match="model.safetensors: is not a readable safetensors file"):
+            load_gpt(tmp_path)
+    from safetensors.torch import load_file, save_file
+
+    weights.write_bytes(good)
+    state = load_file(weights)
+    save_file({**state, "embed.weight": state["embed.weight"].half()}, weights)
+    with pytest.raises(InputError, match=r"embed.weight has shape .* torch.float16, config"):
+        load_gpt(tmp_path)
+    weights.unlink()
+    with pytest.raises(InputError, match="model.safetensors: .* is not a model checkpoint: model.safetensors is missing"):
         load_gpt(tmp_path)
 
 

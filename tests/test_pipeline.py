@@ -1,8 +1,10 @@
 """End-to-end: `dvc repro` on the tiny profile in a temporary git repo.
 
-Checks that the pipeline runs, that a second `dvc repro` is a no-op, that outputs are
-byte-identical when a stage reruns with unchanged params, and that changing a key reruns
-exactly the stages that read it (and only stages downstream of those).
+Checks that the pipeline runs, that a second `dvc repro` is a no-op (dvc.lock unchanged), that
+a forced rerun of every stage gives byte-identical outputs, that changing a key reruns exactly
+the stages that read it (and only stages downstream of those), that editing a library module
+reruns exactly the stages whose code deps cover it, that deleting checkpoints/ retrains nothing,
+and that `dvc exp run -S` overrides a key of every stage family.
 """
 
 import os
@@ -85,11 +87,57 @@ def test_repro_runs_everything_then_is_a_noop(repo):
 
 
 def test_forced_rerun_gives_identical_bytes(repo):
+    """Every stage again from scratch: dvc.lock records every output's md5, so an unchanged
+    dvc.lock means every output came out byte-identical (same machine)."""
+    lock = (repo / "dvc.lock").read_bytes()
     files = sorted((repo / "data").rglob("*.parquet")) + [repo / "data" / "vocab.json"]
     before = {f: f.read_bytes() for f in files}
-    _run([sys.executable, "-m", "dvc", "repro", "-f", "-s", "generate@test", "tokenize@test", "vocab"], repo)
+    shutil.rmtree(repo / "checkpoints", ignore_errors=True)
+    _run([sys.executable, "-m", "dvc", "repro", "-f"], repo)
     for f in files:
         assert f.read_bytes() == before[f], f"{f} changed on an identical rerun"
+    assert (repo / "dvc.lock").read_bytes() == lock
+    ran, out = _repro(repo)
+    assert ran == set(), out
+
+
+def test_deleting_checkpoints_retrains_nothing(repo):
+    assert (repo / "checkpoints" / "train" / "timing.json").exists()  # wall time lives here
+    assert not (repo / "checkpoints" / "train" / "state.pt").exists()  # resume state: killed runs only
+    shutil.rmtree(repo / "checkpoints")
+    status = _run([sys.executable, "-m", "dvc", "status"], repo)
+    assert "up to date" in status.lower(), status
+    ran, out = _repro(repo)
+    assert ran == set(), out
+
+
+def _deps_cover(repo, path: str) -> set[str]:
+    """Stages whose dvc.yaml deps list `path` or a directory above it."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    return {name for name, st in lock.items()
+            if any(path == d["path"] or path.startswith(d["path"].rstrip("/") + "/") for d in st.get("deps", []))}
+
+
+def test_editing_a_library_module_reruns_exactly_its_stages(repo):
+    """Code deps are subpackages: a comment in evaluation/metrics.py reruns the stages that import
+    mazesearch.evaluation (every evaluate@<suite>, and eval_summary for evaluation/summary.py);
+    nothing else, and no downstream stage, since the outputs come out byte-identical."""
+    target = "mazesearch/evaluation/metrics.py"
+    expected = _deps_cover(repo, target)
+    assert {s for s in _stage_names(repo) if s.startswith("evaluate@")} <= expected
+    assert not expected & {"train", "activations", "probes"} and not any(s.startswith(("generate", "tokenize")) for s in expected)
+    lock = (repo / "dvc.lock").read_text()
+    path = repo / target
+    path.write_text(path.read_text() + "\n# an edit that changes no behaviour\n")
+    ran, out = _repro(repo)
+    assert ran == expected, out
+    _commit(repo, "edit a library comment")
+    ran, out = _repro(repo)
+    assert ran == set(), out
+    new_lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    old_lock = yaml.safe_load(lock)["stages"]
+    for name in expected:  # only the code hash changed: every output is byte-identical
+        assert new_lock[name]["outs"] == old_lock[name]["outs"], name
 
 
 def _downstream(repo, changed_stages):
@@ -137,3 +185,32 @@ def test_changing_a_key_reruns_only_downstream(repo, key, value, readers):
         diff = _run([sys.executable, "-m", "dvc", "metrics", "diff", "HEAD~1", "--all"], repo)
         assert "reports/eval/suites/test.json" in diff and "model_exact" in diff, diff
         assert "reports/train/metrics.json" in diff, diff
+
+
+def test_dvc_exp_run_overrides_a_key_of_every_family(repo):
+    """`dvc exp run -S section.key=value` works for keys that only had schema defaults before
+    (every key is written out in params.yaml); `dvc exp show` lists the values it used."""
+    overrides = {
+        "datasets.test.min_path_len": 2,
+        "tokenizer.edge_order": "sorted",
+        "model.d_mlp": 48,
+        "train.weight_decay": 0.05,
+        "evaluate.n_pictures": 2,
+        "activations.control_seed": 7,
+        "probes.C": 0.5,
+    }
+    args = [a for k, v in overrides.items() for a in ("-S", f"{k}={v}")]
+    out = _run([sys.executable, "-m", "dvc", "exp", "run", *args], repo)
+    assert "Running stage 'probes'" in out and "Running stage 'train'" in out, out
+    import json
+
+    shown = json.loads(_run([sys.executable, "-m", "dvc", "exp", "show", "--json"], repo))
+    text = json.dumps(shown)
+    for key, value in overrides.items():
+        assert key.split(".")[-1] in text, key
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for key, value in overrides.items():
+        node = params
+        for part in key.split("."):
+            node = node[part]
+        assert node == value, key

@@ -14,10 +14,14 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, r
 from helpers import batch_from_paths
 from mazesearch.interp.labels import Label, build_labels
 from mazesearch.data.maze import MazeBatch, edge_index, n_edges, neighbour_table, write_mazes
+from mazesearch.data.solve import path_stats
+from mazesearch.interp.probe_report import by_layer_csv, headline
+from mazesearch.interp.probe_scores import binary_scores, multiclass_scores
 from mazesearch.interp.probes import (
-    ProbeConfig, binary_scores, fit_and_score, fit_logistic_multilabel, fit_logistic_multinomial,
-    fit_ridge, multiclass_scores, permute_across_mazes, run_probes, split_by_maze, standardize,
+    FIT, TEST, VAL, fit_and_score, fit_and_score_sets, fit_logistic_multilabel, fit_logistic_multinomial,
+    fit_ridge, permute_across_mazes, run_probes, split_by_maze, split_sides, standardize,
 )
+from mazesearch.params import ProbesSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +50,10 @@ def tree_mazes(n: int, B: int, seed: int) -> MazeBatch:
             stack.append(nxt)
         o, t = rng.choice(n * n, 2, replace=False)
         paths.append(nx.shortest_path(tree, int(o), int(t)))
-    return batch_from_paths(n, open_, paths)
+    batch = batch_from_paths(n, open_, paths)
+    # the true stats, so the file passes read_mazes' validation
+    batch.forks_on_path, batch.n_dead_ends = path_stats(n, batch.open, batch.path_flat, batch.path_offsets)
+    return batch
 
 
 def store_index(batch: MazeBatch) -> pd.DataFrame:
@@ -108,6 +115,63 @@ def test_split_is_by_maze_and_seeded():
         split_by_maze(maze_id, 1.0, 0)
 
 
+def test_split_sides_fit_val_test_by_maze():
+    rng = np.random.default_rng(1)
+    maze_id = rng.integers(0, 60, size=900).astype(np.uint64)
+    side = split_sides(maze_id, 0.25, 0.2, seed=3)
+    assert np.array_equal(side == TEST, split_by_maze(maze_id, 0.25, seed=3))  # the test set as before
+    ids = {c: set(maze_id[side == c].tolist()) for c in (FIT, VAL, TEST)}
+    assert not (ids[FIT] & ids[VAL] or ids[FIT] & ids[TEST] or ids[VAL] & ids[TEST])
+    assert len(ids[VAL]) == round(0.2 * (len(ids[FIT]) + len(ids[VAL])))
+    assert np.array_equal(side, split_sides(maze_id, 0.25, 0.2, seed=3))
+    with pytest.raises(ValueError, match="non-test mazes"):
+        split_sides(np.repeat(np.arange(2, dtype=np.uint64), 3), 0.5, 0.2, seed=0)
+
+
+def test_best_layer_is_chosen_on_val_not_on_test():
+    """Layer `val_best` carries the signal on fit and val mazes but is noise on test mazes;
+    layer `test_best` carries a weaker signal everywhere. Test scores favour `test_best`, val
+    scores `val_best`: best_layer must follow val, and the headline reports the test score there."""
+    batch = tree_mazes(4, 120, seed=5)
+    index = store_index(batch)
+    cfg = ProbesSpec()
+    side = split_sides(index["maze_id"].to_numpy().astype(np.uint64), cfg.test_frac, cfg.val_frac, cfg.seed)
+    signal = 2.0 * build_labels(batch, index, ["future_path"])["future_path"].values - 1.0
+    rng = np.random.default_rng(0)
+    noise = lambda: rng.normal(size=signal.shape)  # noqa: E731
+    val_best = np.where((side == TEST)[:, None], noise(), signal + 0.3 * noise())
+    test_best = signal + 2.0 * noise()
+    trained = FakeStore(index, {"val_best": val_best, "test_best": test_best})
+    random_init = FakeStore(index, {"val_best": noise(), "test_best": noise()})
+    metrics, _ = run_probes(batch, trained, random_init, cfg, names=["future_path"], progress=False)
+    m = metrics["future_path"]
+    score = lambda split, layer: m["layers"][layer][split]["trained"]["balanced_accuracy"]  # noqa: E731
+    assert score("test", "test_best") > score("test", "val_best") + 0.05  # test would pick test_best
+    assert score("val", "val_best") > score("val", "test_best") + 0.05
+    assert m["best_layer"] == "val_best"
+    assert headline(metrics)["future_path"]["test_score"] == score("test", "val_best")
+    # mutating the test mazes' activations of every layer never moves best_layer
+    for arrays in (trained._arrays,):
+        for layer in arrays:
+            arrays[layer][side == TEST] = rng.normal(size=((side == TEST).sum(), signal.shape[1]))
+    again, _ = run_probes(batch, trained, random_init, cfg, names=["future_path"], progress=False)
+    assert again["future_path"]["best_layer"] == "val_best"
+    assert again["future_path"]["layers"]["val_best"]["val"] == m["layers"]["val_best"]["val"]
+
+
+def test_one_fit_scored_on_several_sets():
+    rng = np.random.default_rng(3)
+    X, Z = _planted(rng, 3000, 8, 3)
+    Y = Z > 0
+    label = Label("x", "multilabel", Y, np.ones(len(Y), bool), 3)
+    cfg = ProbesSpec()
+    fits = fit_and_score_sets(label, X[:2000], Y[:2000], {"a": (X[2000:2500], Y[2000:2500]),
+                                                           "b": (X[2500:], Y[2500:]), "empty": (X[:0], Y[:0])}, cfg)
+    assert fits["a"].scores == fit_and_score(label, X[:2000], Y[:2000], X[2000:2500], Y[2000:2500], cfg).scores
+    assert fits["b"].scores == fit_and_score(label, X[:2000], Y[:2000], X[2500:], Y[2500:], cfg).scores
+    assert math.isnan(fits["empty"].scores["balanced_accuracy"]) and fits["empty"].scores["n_outputs_defined"] == 0
+
+
 def test_run_probes_does_not_leak_maze_identity():
     """Activations = a random code per maze; label = random per maze (the target cell).
 
@@ -118,9 +182,9 @@ def test_run_probes_does_not_leak_maze_identity():
     codes = rng.normal(size=(len(batch), 64))[index["maze_row"]]
     codes = codes + 0.1 * rng.normal(size=(len(index), 64))
     store = FakeStore(index, {"embed": codes})
-    cfg = ProbeConfig(max_iter=300, C=10.0)
+    cfg = ProbesSpec(max_iter=300, C=10.0)
     metrics, _ = run_probes(batch, store, store, cfg, names=["target"], progress=False)
-    by_maze = metrics["target"]["layers"]["embed"]["trained"]["balanced_accuracy"]
+    by_maze = metrics["target"]["layers"]["embed"]["test"]["trained"]["balanced_accuracy"]
     label = build_labels(batch, index, ["target"])["target"]
     rows = np.flatnonzero(label.defined)
     row_test = np.random.default_rng(1).random(len(rows)) < 0.25
@@ -146,7 +210,7 @@ def test_planted_signal_multilabel(signal):
     X, Z = _planted(rng, 16000, 20, 5)
     Y = Z > 0 if signal else rng.random((16000, 5)) < 0.5
     label = Label("x", "multilabel", Y, np.ones(len(Y), bool), 5)
-    fit = fit_and_score(label, X[:12000], Y[:12000], X[12000:], Y[12000:], ProbeConfig())
+    fit = fit_and_score(label, X[:12000], Y[:12000], X[12000:], Y[12000:], ProbesSpec())
     if signal:
         assert fit.scores["balanced_accuracy"] > 0.95 and fit.scores["auroc"] > 0.99
     else:
@@ -161,11 +225,11 @@ def test_planted_signal_multiclass_and_regression(signal):
     X, Z = _planted(rng, 8000, 16, 4)
     y = Z.argmax(axis=1) if signal else rng.integers(0, 4, size=8000)
     label = Label("x", "multiclass", y, np.ones(len(y), bool), 4)
-    s = fit_and_score(label, X[:6000], y[:6000], X[6000:], y[6000:], ProbeConfig()).scores
+    s = fit_and_score(label, X[:6000], y[:6000], X[6000:], y[6000:], ProbesSpec()).scores
     assert (s["balanced_accuracy"] > 0.9) if signal else (abs(s["balanced_accuracy"] - 0.25) < 0.05)
     v = Z[:, 0] + 0.1 * rng.normal(size=8000) if signal else rng.normal(size=8000)
     label = Label("v", "regression", v, np.ones(len(v), bool), 1)
-    s = fit_and_score(label, X[:6000], v[:6000], X[6000:], v[6000:], ProbeConfig()).scores
+    s = fit_and_score(label, X[:6000], v[:6000], X[6000:], v[6000:], ProbesSpec()).scores
     assert (s["r2"] > 0.95) if signal else (abs(s["r2"]) < 0.02)
     assert s["mean_baseline_r2"] <= 0.0
 
@@ -173,29 +237,42 @@ def test_planted_signal_multiclass_and_regression(signal):
 def test_run_probes_end_to_end_with_controls():
     batch = tree_mazes(4, 100, seed=2)
     trained, random_init = planted_stores(batch)
-    metrics, f1 = run_probes(batch, trained, random_init, ProbeConfig(max_iter=100), progress=False)
+    metrics, f1 = run_probes(batch, trained, random_init, ProbesSpec(max_iter=100), progress=False)
     assert set(metrics) == {
         "future_path", "on_solution", "walls", "target", "next_move", "dist_to_target"}
     for name in ("future_path", "walls", "target"):
         m = metrics[name]
         assert m["best_layer"] == "blocks.0.hook_resid_post", name
         good = m["layers"]["blocks.0.hook_resid_post"]
-        assert good["trained"]["balanced_accuracy"] > 0.9, name
-        assert abs(good["random_init"]["balanced_accuracy"] - good["trained"]["balanced_accuracy"]
+        test, val = good["test"], good["val"]
+        # (0.9 before the val split took a fifth of the fit mazes)
+        assert test["trained"]["balanced_accuracy"] > 0.85 and val["trained"]["balanced_accuracy"] > 0.85, name
+        assert abs(test["random_init"]["balanced_accuracy"] - test["trained"]["balanced_accuracy"]
                    + good["selectivity"]["vs_random_init"]) < 2e-6  # rounded to 6 places
         assert good["selectivity"]["vs_random_init"] > 0.3, name
         assert good["selectivity"]["vs_permuted"] > 0.2, name
-        assert good["trained"]["balanced_accuracy"] > good["trained"]["majority"] - 0.5
+        assert test["trained"]["balanced_accuracy"] > test["trained"]["majority"] - 0.5
+        assert m["void_controls"] == {}
+        assert min(m["n_fit_rows"], m["n_val_rows"], m["n_test_rows"]) > 0
     # random-init and noise layers sit near chance for binary multilabel probes
-    assert abs(metrics["future_path"]["layers"]["embed"]["trained"]["balanced_accuracy"] - 0.5) < 0.1
+    assert abs(metrics["future_path"]["layers"]["embed"]["test"]["trained"]["balanced_accuracy"] - 0.5) < 0.1
     assert f1["walls"]["blocks.0.hook_resid_post"].shape == (n_edges(4),)
     assert metrics["dist_to_target"]["main_score"] == "r2"
-    # remaining distance is a function of (path length, step): the same-shape control is void
-    assert metrics["dist_to_target"]["permuted_label_agreement"] == 1.0
+    # remaining distance is a function of (path length, step): the same-shape control is void,
+    # so its selectivity is null (never a fake 0.0), and the headline and plot leave it out
+    dist = metrics["dist_to_target"]
+    assert dist["permuted_label_agreement"] == 1.0 and list(dist["void_controls"]) == ["permuted"]
+    for layer in dist["layers"].values():
+        assert layer["selectivity"]["vs_permuted"] is None
+        assert layer["selectivity"]["vs_random_init"] is not None
+    head = headline(metrics)
+    assert head["dist_to_target"]["selectivity_vs_permuted"] is None
+    assert head["dist_to_target"]["selectivity_vs_random_init"] is not None
+    assert pd.read_csv(__import__("io").StringIO(by_layer_csv(dist)))["permuted"].isna().all()
     assert metrics["future_path"]["permuted_label_agreement"] < 0.95
     assert metrics["walls"]["permuted_unmoved_mazes"] == 0
     json.dumps(metrics, allow_nan=False)  # NaN became null
-    again, _ = run_probes(batch, trained, random_init, ProbeConfig(max_iter=100), progress=False)
+    again, _ = run_probes(batch, trained, random_init, ProbesSpec(max_iter=100), progress=False)
     assert json.dumps(again, sort_keys=True) == json.dumps(metrics, sort_keys=True)
 
 
@@ -206,12 +283,16 @@ def test_positions_missing_from_the_cache_leave_probes_undefined():
         keep = (store.index["kind"] == "path").to_numpy()
         store.index = store.index[keep].reset_index(drop=True)
         store._arrays = {k: v[keep] for k, v in store._arrays.items()}
-    metrics, f1 = run_probes(batch, trained, random_init, ProbeConfig(max_iter=30), progress=False)
+    metrics, f1 = run_probes(batch, trained, random_init, ProbesSpec(max_iter=30), progress=False)
     for name in ("walls", "on_solution"):
-        assert metrics[name]["best_layer"] is None and metrics[name]["n_train_rows"] == 0
-        assert metrics[name]["layers"]["embed"]["trained"]["balanced_accuracy"] is None
+        assert metrics[name]["best_layer"] is None and metrics[name]["n_fit_rows"] == 0
+        assert metrics[name]["layers"]["embed"]["test"]["trained"]["balanced_accuracy"] is None
+        # an undefined control is null selectivity, never 0.0
+        assert metrics[name]["layers"]["embed"]["selectivity"] == {"vs_random_init": None, "vs_permuted": None}
         assert np.isnan(f1[name]["embed"]).all()
-    assert metrics["future_path"]["n_train_rows"] > 0
+        assert headline(metrics)[name] == dict.fromkeys(
+            ("best_layer", "test_score", "selectivity_vs_random_init", "selectivity_vs_permuted"))
+    assert metrics["future_path"]["n_fit_rows"] > 0
     json.dumps(metrics, allow_nan=False)
 
 
@@ -220,11 +301,11 @@ def test_mismatched_stores_are_rejected():
     a, b = planted_stores(batch)
     b.layers = b.layers[:1]
     with pytest.raises(ValueError, match="layer lists differ"):
-        run_probes(batch, a, b, ProbeConfig(), progress=False)
+        run_probes(batch, a, b, ProbesSpec(), progress=False)
     a, b = planted_stores(batch)
     b.index = b.index.iloc[::-1].reset_index(drop=True)
     with pytest.raises(ValueError, match="indexes differ"):
-        run_probes(batch, a, b, ProbeConfig(), progress=False)
+        run_probes(batch, a, b, ProbesSpec(), progress=False)
 
 
 # ---------------------------------------------------------------------------- permuted control
@@ -322,18 +403,18 @@ def test_constant_columns_and_classes_are_undefined_not_crashes():
     Y[:150, 2][::7] = True
     label = Label("x", "multilabel", Y, np.ones(200, bool), 3)
     Y_test = Y[150:] & np.array([True, True, False])
-    fit = fit_and_score(label, X[:150], Y[:150], X[150:], Y_test, ProbeConfig())
+    fit = fit_and_score(label, X[:150], Y[:150], X[150:], Y_test, ProbesSpec())
     assert np.isnan(fit.per_output_f1[[0, 2]]).all() and np.isfinite(fit.per_output_f1[1])
     assert fit.scores["n_outputs_defined"] == 1
-    none = fit_and_score(label, X[:150], Y[:150] & False, X[150:], Y[150:], ProbeConfig())
+    none = fit_and_score(label, X[:150], Y[:150] & False, X[150:], Y[150:], ProbesSpec())
     assert none.scores["n_outputs_defined"] == 0 and math.isnan(none.scores["balanced_accuracy"])
     one_class = Label("c", "multiclass", np.full(200, 3), np.ones(200, bool), 9)
     y = one_class.values
-    s = fit_and_score(one_class, X[:150], y[:150], X[150:], y[150:], ProbeConfig()).scores
+    s = fit_and_score(one_class, X[:150], y[:150], X[150:], y[150:], ProbesSpec()).scores
     assert math.isnan(s["balanced_accuracy"])
     const = Label("r", "regression", np.ones(200), np.ones(200, bool), 1)
     v = const.values
-    s = fit_and_score(const, X[:150], v[:150], X[150:], v[150:], ProbeConfig()).scores
+    s = fit_and_score(const, X[:150], v[:150], X[150:], v[150:], ProbesSpec()).scores
     assert math.isnan(s["r2"])
 
 
@@ -356,9 +437,19 @@ def test_stage_writes_reports(tmp_path, monkeypatch):
         "--activations-dir", str(tmp_path / "acts"), "--out-dir", str(out), "--quiet",
     ])
     metrics = json.loads((out / "metrics.json").read_text())
+    details = json.loads((out / "details.json").read_text())
+    assert set(metrics) == set(details) and len(metrics) == 6
+    for name, head in metrics.items():  # the headline: a few numbers per probe, taken from details
+        assert list(head) == ["best_layer", "test_score", "selectivity_vs_random_init", "selectivity_vs_permuted"]
+        at = details[name]["layers"][head["best_layer"]]
+        assert head["test_score"] == at["test"]["trained"][details[name]["main_score"]]
+        assert head["selectivity_vs_random_init"] == at["selectivity"]["vs_random_init"]
     assert metrics["walls"]["best_layer"] == "blocks.0.hook_resid_post"
+    assert metrics["walls"]["selectivity_vs_permuted"] > 0.1
+    assert metrics["dist_to_target"]["selectivity_vs_permuted"] is None  # void control
+    assert list(details["walls"]["layers"]) == ["embed", "blocks.0.hook_resid_post"]  # model order
     table = pd.read_csv(out / "by_layer" / "future_path.csv")
-    assert table.columns.tolist() == ["layer_idx", "layer", "trained", "random_init", "permuted"]
+    assert table.columns.tolist() == ["layer_idx", "layer", "trained", "random_init", "permuted", "trained_val"]
     assert table["layer"].tolist() == ["embed", "blocks.0.hook_resid_post"]
     assert table["trained"].iloc[1] > 0.9
     for png in ("future_path_f1.png", "on_solution_f1.png", "walls_f1.png"):

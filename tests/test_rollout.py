@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import one_torch_thread
+from helpers import REL_TOL, one_torch_thread, rel_err
 from mazesearch.data.dataset import build_mazes
 from mazesearch.evaluation.metrics import compute_metrics, decision_points
 from mazesearch.model.gpt import GPT, ModelConfig
@@ -188,7 +188,7 @@ def test_kv_cache_matches_full_forward(positional):
         for step in range(4):
             want = torch.stack([model(torch.tensor(np.r_[p, e], dtype=torch.long)[None])[0, -1]
                                 for p, e in zip(prompts, extra)])
-            torch.testing.assert_close(state.next_logits(), want, atol=1e-4, rtol=1e-4)
+            assert rel_err(state.next_logits(), want) <= REL_TOL
             nxt = torch.tensor(rng.integers(0, V, size=len(prompts)))
             for e, t in zip(extra, nxt.tolist()):
                 e.append(t)
@@ -315,8 +315,14 @@ def test_evaluate_and_summary_stages(tmp_path, monkeypatch, capsys):
     for suite in suites:
         monkeypatch.setattr(sys, "argv", ["evaluate", suite])
         evaluate.main()
+    from mazesearch.evaluation.stats import wilson_interval
+
+    headline_keys = ["model_exact", "model_exact_lo", "model_exact_hi", "baseline_exact", "baseline_exact_lo",
+                     "baseline_exact_hi", "model_valid", "model_first_fork"]
     for suite, spec in suites.items():
-        report = json.loads(Path(f"reports/eval/suites/{suite}.json").read_text())
+        head = json.loads(Path(f"reports/eval/suites/{suite}.json").read_text())
+        report = json.loads(Path(f"reports/eval/details/{suite}.json").read_text())
+        assert list(head) == headline_keys  # the DVC metric: headline numbers only
         table = pq.read_table(f"data/predictions/{suite}.parquet")
         n = spec.get("n_mazes", datasets[spec["dataset"]]["n_mazes"])
         assert report["n_mazes"] == table.num_rows == n
@@ -325,26 +331,41 @@ def test_evaluate_and_summary_stages(tmp_path, monkeypatch, capsys):
         assert report["baseline"]["valid_path"] == 1.0  # the walker never makes an illegal move
         assert Path(f"reports/eval/pictures/{suite}.png").exists()
         base = table.column("baseline_exact_path").to_numpy(zero_copy_only=False)
-        assert base.mean() == pytest.approx(report["baseline_exact"], abs=1e-6)
+        assert base.mean() == pytest.approx(head["baseline_exact"], abs=1e-6)
+        assert head["baseline_exact"] == report["baseline"]["exact_path"]
+        lo, hi = wilson_interval(int(base.sum()), n)
+        assert (head["baseline_exact_lo"], head["baseline_exact_hi"]) == pytest.approx((lo, hi), abs=1e-6)
+        assert report["exact_path_ci95"]["baseline"]["k"] == int(base.sum())
+        assert head["baseline_exact_lo"] <= head["baseline_exact"] <= head["baseline_exact_hi"]
         if suite == "big":
             assert report["feedable"] is False and "n_ctx" in report["reason"]
             assert report["model"] is None and table.column("exact_path").null_count == n
+            assert head["model_exact"] is None and head["model_valid"] is None
+            assert all(head[k] is None for k in headline_keys if k.startswith("model_"))
         else:
             assert report["feedable"] is True and report["reason"] is None
             tokens = table.column("predicted_tokens").to_pylist()
             assert all(len(t) >= 1 for t in tokens)
-            assert report["model"]["exact_path"] == pytest.approx(
-                table.column("exact_path").to_numpy(zero_copy_only=False).mean(), abs=1e-6)
+            exact = table.column("exact_path").to_numpy(zero_copy_only=False)
+            assert report["model"]["exact_path"] == head["model_exact"] == pytest.approx(exact.mean(), abs=1e-6)
+            assert (head["model_exact_lo"], head["model_exact_hi"]) == pytest.approx(
+                wilson_interval(int(exact.sum()), n), abs=1e-6)
+            assert head["model_valid"] == report["model"]["valid_path"]
+            assert head["model_first_fork"] == report["model"]["first_fork_correct"]
     # same params -> byte-identical outputs
-    before = Path("data/predictions/test.parquet").read_bytes(), Path("reports/eval/suites/test.json").read_bytes()
+    outs = ["data/predictions/test.parquet", "reports/eval/suites/test.json", "reports/eval/details/test.json"]
+    before = [Path(f).read_bytes() for f in outs]
     monkeypatch.setattr(sys, "argv", ["evaluate", "test"])
     evaluate.main()
-    assert (Path("data/predictions/test.parquet").read_bytes(), Path("reports/eval/suites/test.json").read_bytes()) == before
+    assert [Path(f).read_bytes() for f in outs] == before
 
     monkeypatch.setattr(sys, "argv", ["eval_summary"])
     eval_summary.main()
     summary = json.loads(Path("reports/eval/summary.json").read_text())
     assert list(summary) == list(suites)
+    test_head = json.loads(Path("reports/eval/suites/test.json").read_text())
+    assert summary["test"]["model_exact_path_lo"] == test_head["model_exact_lo"]
+    assert summary["big"]["model_exact_path_lo"] is None and summary["big"]["baseline_exact_path_hi"] is not None
     md = Path("reports/eval/summary.md").read_text()
     assert md.count("\n| ") == len(suites) + 1 and "big: not fed to the model" in md
     csv = Path("reports/eval/summary_plot.csv").read_text().splitlines()
@@ -353,14 +374,15 @@ def test_evaluate_and_summary_stages(tmp_path, monkeypatch, capsys):
 
     # a rotary model has no position table: it reads the suite that is too long for learned positions
     save_checkpoint(GPT(dataclasses.replace(cfg, positional="rotary"), seed=0), "models_rotary")
-    monkeypatch.setattr(sys, "argv", ["evaluate", "big", "--model-dir", "models_rotary",
-                                      "--reports-dir", "rotary", "--predictions-dir", "rotary"])
+    monkeypatch.setattr(sys, "argv", ["evaluate", "big", "--model-dir", "models_rotary", "--reports-dir", "rotary",
+                                      "--details-dir", "rotary/details", "--predictions-dir", "rotary"])
     evaluate.main()
-    report = json.loads(Path("rotary/big.json").read_text())
+    assert json.loads(Path("rotary/big.json").read_text())["model_exact"] is not None
+    report = json.loads(Path("rotary/details/big.json").read_text())
     assert report["feedable"] is True and report["longest_sequence"] > report["model_n_ctx"] == n_ctx
     assert pq.read_table("rotary/big.parquet").column("exact_path").null_count == 0
 
-    Path("reports/eval/suites/perc.json").unlink()
+    Path("reports/eval/details/perc.json").unlink()
     monkeypatch.setattr(sys, "argv", ["eval_summary"])
     with pytest.raises(InputError, match="perc.json: suite report does not exist"):
         eval_summary.main()

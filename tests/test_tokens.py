@@ -1,5 +1,6 @@
 """Tokenizer, vocabulary, token files and decoders (mazesearch.data.tokens, mazesearch.data.decode)."""
 
+import dataclasses
 import itertools
 import json
 import re
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from helpers import batch_from_paths
 from mazesearch.data.decode import TokenDecodeError, decode, decode_path
 from mazesearch.data.maze import MazeBatch, edge_endpoints, edge_index, n_edges
+from mazesearch.io import InputError
 from mazesearch.data.tokens import (
     SPECIAL_TOKENS, TokenBatch, TokenizerOptions, Vocab, encode, from_text, max_sequence_length,
     read_tokens, to_text, write_tokens,
@@ -117,11 +119,23 @@ def test_vocab_json_round_trip_and_errors(tmp_path):
     doc = json.loads((tmp_path / "a.json").read_text())
     assert doc["max_grid_n"] == 6 and doc["tokens"] == list(v.id_to_token)
 
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(InputError, match="missing.json: vocabulary file does not exist"):
         Vocab.from_json(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ValueError, match="not a mazesearch vocabulary"):
+    with pytest.raises(InputError, match="bad.json: vocabulary file is not valid JSON"):
         Vocab.from_json(tmp_path / "bad.json")
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(InputError, match="bad.json: is not a mazesearch vocabulary"):
+        Vocab.from_json(tmp_path / "bad.json")
+    for bad_doc, msg in [({**doc, "n_tokens": len(v) + 1}, "n_tokens=.* but lists"),
+                         ({**doc, "format": "other/1"}, "format 'other/1'"),
+                         ({**doc, "max_grid_n": 5}, "does not match max_grid_n=5"),
+                         ({**doc, "n_tokens": None, "tokens": doc["tokens"][::-1]}, "n_tokens=None"),
+                         ({k: doc[k] for k in ("max_grid_n", "tokens")} | {"tokens": doc["tokens"][::-1]},
+                          "not in the id order")]:
+        (tmp_path / "t.json").write_text(json.dumps(bad_doc))
+        with pytest.raises(InputError, match=msg):
+            Vocab.from_json(tmp_path / "t.json")
     for tokens, msg in [(doc["tokens"][:-1], "missing"), (doc["tokens"] + ["(0,0)"], "duplicate"),
                         (doc["tokens"][:-1] + ["(9,9)"], "unexpected")]:
         (tmp_path / "t.json").write_text(json.dumps({**doc, "tokens": tokens}))
@@ -405,13 +419,22 @@ def test_parquet_round_trip(tmp_path):
     assert np.array_equal(TokenBatch.from_arrow(chunked).flat, tb.flat)
     assert len(TokenBatch.from_arrow(table.slice(0, 0))) == 0
 
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(InputError, match="missing.parquet: token file does not exist"):
         read_tokens(tmp_path / "missing.parquet")
     (tmp_path / "junk.parquet").write_bytes(b"not parquet")
-    with pytest.raises(ValueError, match="not readable Parquet"):
+    with pytest.raises(InputError, match="junk.parquet: token file is not readable Parquet"):
         read_tokens(tmp_path / "junk.parquet")
     with pytest.raises(ValueError, match="lacks columns"):
         TokenBatch.from_arrow(table.drop(["prompt_len"]))
+    # checked against a vocabulary: ids inside it, prompts end in <PATH_START>, prompt_len inside
+    assert np.array_equal(read_tokens(tmp_path / "t.parquet", vocab=v).flat, tb.flat)
+    with pytest.raises(InputError, match=r"t.parquet: token file row \d+ holds id \d+, outside a vocabulary of 22 tokens"):
+        read_tokens(tmp_path / "t.parquet", vocab=Vocab.build(2))
+    for prompt_len, msg in [(tb.lengths, "prompt_len outside 1..len"),
+                            (tb.prompt_len - 1, "row 0: prompt does not end in <PATH_START>")]:
+        write_tokens(dataclasses.replace(tb, prompt_len=np.asarray(prompt_len, np.int32)), tmp_path / "bad.parquet")
+        with pytest.raises(InputError, match=msg):
+            read_tokens(tmp_path / "bad.parquet", vocab=v)
 
 
 def test_text_round_trip_and_errors():

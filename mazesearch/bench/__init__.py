@@ -69,3 +69,24 @@ def timed(fn: Callable[[], int], repeats: int) -> dict:
 def write_report(path: str | Path, doc: dict) -> None:
     """Write ``doc`` as indented JSON, atomically (tmp + rename)."""
     write_json_atomic(path, doc)
+
+
+def profile_specs(params_path: str, dataset: str | None, default_dataset: dict,
+                  default_model: dict) -> tuple[dict, dict, dict]:
+    """(dataset spec, model spec, tokenizer spec) from params.yaml when it exists, else defaults.
+
+    ``dataset`` names the params dataset to benchmark on (its n_mazes dropped: the benchmark sets
+    its own), or None to keep ``default_dataset``.
+    """
+    spec, model, tok = dict(default_dataset), dict(default_model), {"max_grid_n": 8}
+    if Path(params_path).exists():
+        from mazesearch.params import load_params
+
+        p = load_params(params_path)
+        if dataset is not None and dataset in p.datasets:
+            spec = p.datasets[dataset].model_dump(exclude_defaults=True)
+            spec.pop("n_mazes", None)
+        if p.model is not None:
+            model = p.model.model_dump()
+        tok = p.tokenizer.model_dump()
+    return spec, model, tok

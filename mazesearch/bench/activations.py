@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mazesearch.bench import machine_info, write_report
+from mazesearch.bench import machine_info, profile_specs, write_report
 
 DEFAULT_MODEL = dict(d_model=128, n_layers=4, n_heads=4, d_head=32, d_mlp=512, act_fn="gelu",
                      normalization="LN", positional="learned", seed=0)
@@ -51,22 +51,6 @@ def peak_rss_kb() -> int:
     import resource
 
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
-
-
-def _profile(params_path: str) -> tuple[dict, dict, dict]:
-    """(dataset spec, model spec, tokenizer spec) from params.yaml, with defaults for gaps."""
-    dataset, model, tok = dict(DEFAULT_DATASET), dict(DEFAULT_MODEL), {"max_grid_n": 8}
-    if Path(params_path).exists():
-        from mazesearch.params import load_params
-
-        p = load_params(params_path)
-        if "test" in p.datasets:
-            dataset = p.datasets["test"].model_dump(exclude_defaults=True)
-            dataset.pop("n_mazes", None)
-        if p.model is not None:
-            model = p.model.model_dump()
-        tok = p.tokenizer.model_dump()
-    return dataset, model, tok
 
 
 def _child(workdir: Path, n_mazes: int, mode: str, batch_size: int) -> None:
@@ -152,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     from mazesearch.data.tokens import TokenizerOptions, Vocab, encode, write_tokens
 
     n_speed, rss_ns, repeats, mem_repeats = (200, (100, 800), 1, 1) if args.quick else (1000, (500, 4000), 3, 3)
-    dataset, model_spec, tok = _profile(args.params)
+    dataset, model_spec, tok = profile_specs(args.params, None, DEFAULT_DATASET, DEFAULT_MODEL)
     batch, _ = build_mazes(n_mazes=max(n_speed, *rss_ns), **dataset)
     vocab = Vocab.build(tok["max_grid_n"])
     opts = TokenizerOptions(coord=tok.get("coord", "unary"), edges=tok.get("edges", "adjlist"),

@@ -19,32 +19,14 @@ Runs on one torch thread unless ``--threads``. Writes ``reports/bench/evaluate.j
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
-from mazesearch.bench import machine_info, timed, write_report
+from mazesearch.bench import machine_info, profile_specs, timed, write_report
 
 DEFAULT_MODEL = dict(d_model=128, n_layers=4, n_heads=4, d_head=32, d_mlp=512, act_fn="gelu",
                      normalization="LN", positional="learned", seed=0)
 DEFAULT_DATASET = dict(generator="dfs", grid_n=5, seed=3)
-
-
-def _profile(params_path: str) -> tuple[dict, dict, dict]:
-    """(dataset spec, model spec, tokenizer spec) from params.yaml, with defaults for gaps."""
-    dataset, model, tok = dict(DEFAULT_DATASET), dict(DEFAULT_MODEL), {"max_grid_n": 8}
-    if Path(params_path).exists():
-        from mazesearch.params import load_params
-
-        p = load_params(params_path)
-        if "test" in p.datasets:
-            spec = p.datasets["test"].model_dump(exclude_defaults=True)
-            spec.pop("n_mazes", None)
-            dataset = spec
-        if p.model is not None:
-            model = p.model.model_dump()
-        tok = p.tokenizer.model_dump()
-    return dataset, model, tok
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     from mazesearch.data.tokens import TokenizerOptions, Vocab, encode
 
     n_mazes, n_ref, repeats, batch_size = (100, 16, 1, 256) if args.quick else (1000, 64, 3, 256)
-    dataset, model_spec, tok = _profile(args.params)
+    dataset, model_spec, tok = profile_specs(args.params, "test", DEFAULT_DATASET, DEFAULT_MODEL)
     batch, _ = build_mazes(n_mazes=n_mazes, **dataset)
     vocab = Vocab.build(tok["max_grid_n"])
     opts = TokenizerOptions(coord=tok.get("coord", "unary"), edges=tok.get("edges", "adjlist"),

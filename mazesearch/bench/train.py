@@ -23,32 +23,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 
-from mazesearch.bench import machine_info, write_report
+from mazesearch.bench import machine_info, profile_specs, write_report
 
 DEFAULT_MODEL = dict(d_model=128, n_layers=4, n_heads=4, d_head=32, d_mlp=512, act_fn="gelu",
                      normalization="LN", positional="learned", seed=0)
 DEFAULT_DATASET = dict(generator="dfs", grid_n=5, seed=1)
 TRAIN_SETTINGS = dict(lr=1e-3, weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0)
-
-
-def _profile(params_path: str) -> tuple[dict, dict, dict]:
-    """(dataset spec, model spec, tokenizer spec) from params.yaml, with defaults for gaps."""
-    dataset, model, tok = dict(DEFAULT_DATASET), dict(DEFAULT_MODEL), {"max_grid_n": 8}
-    if Path(params_path).exists():
-        from mazesearch.params import load_params
-
-        p = load_params(params_path)
-        spec = p.datasets["train"].model_dump(exclude_defaults=True)
-        spec.pop("n_mazes", None)
-        dataset = spec
-        if p.model is not None:
-            model = p.model.model_dump()
-        tok = p.tokenizer.model_dump()
-    return dataset, model, tok
 
 
 def _train_step(model, batches, bf16, lr, weight_decay, beta1, beta2, grad_clip):
@@ -147,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     from mazesearch.model.train import make_lm_batch
 
     n_batches = 4  # distinct batches, cycled
-    dataset, model_spec, tok = _profile(args.params)
+    dataset, model_spec, tok = profile_specs(args.params, "train", DEFAULT_DATASET, DEFAULT_MODEL)
     mazes, _ = build_mazes(n_mazes=n_batches * args.batch_size, **dataset)
     torch.set_num_threads(args.threads)  # after numba ran: its parallel kernels reset the count
     vocab = Vocab.build(tok["max_grid_n"])

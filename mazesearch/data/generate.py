@@ -30,10 +30,12 @@ from __future__ import annotations
 import functools
 import math
 
-import numba
 import numpy as np
+from numba import prange
 
+from mazesearch.data.jit import njit
 from mazesearch.data.maze import edge_endpoints, n_edges, neighbour_table
+from mazesearch.data.rng import GOLDEN, mix64, rand_below, rand_unit
 
 KINDS = ("dfs", "wilson", "kruskal", "recursive_division", "percolation", "dfs_percolation",
          "open_field")
@@ -41,50 +43,15 @@ _KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 _DFS, _WILSON, _KRUSKAL, _DIVISION, _PERCOLATION, _DFS_PERCOLATION, _OPEN_FIELD = range(7)
 _CHUNK = 512  # mazes per parallel work item; scratch arrays are allocated once per chunk
 
-# ---------------------------------------------------------------------------- PRNG (splitmix64)
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_S11, _S27, _S30, _S31, _S32 = (np.uint64(s) for s in (11, 27, 30, 31, 32))
-_TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53
+# ---------------------------------------------------------------------------- seeds
 
 
-@numba.njit(cache=True)
-def _mix64(z):
-    z = (z ^ (z >> _S30)) * _MIX1
-    z = (z ^ (z >> _S27)) * _MIX2
-    return z ^ (z >> _S31)
-
-
-@numba.njit(cache=True)
-def _next_u64(state):
-    """One splitmix64 step: returns (new state, 64 random bits)."""
-    state = state + _GOLDEN
-    return state, _mix64(state)
-
-
-@numba.njit(cache=True)
-def rand_below(state, k):
-    """(new state, uniform int in [0, k)) for 1 <= k < 2**32; Lemire's multiply-shift on the
-    top 32 bits, bias below k / 2**32."""
-    state, x = _next_u64(state)
-    return state, np.int64(((x >> _S32) * np.uint64(k)) >> _S32)
-
-
-@numba.njit(cache=True)
-def _rand_unit(state):
-    """(new state, uniform float in [0, 1)) with 53 random bits."""
-    state, x = _next_u64(state)
-    return state, np.float64(x >> _S11) * _TO_UNIT
-
-
-@numba.njit(cache=True)
+@njit
 def _seeds_kernel(seed, start, count):
-    base = _mix64(seed)
+    base = mix64(seed)
     out = np.empty(count, dtype=np.uint64)
     for i in range(count):
-        out[i] = _mix64(base + _GOLDEN * (start + np.uint64(i) + np.uint64(1)))
+        out[i] = mix64(base + GOLDEN * (start + np.uint64(i) + np.uint64(1)))
     return out
 
 
@@ -104,7 +71,7 @@ def maze_seeds(seed: int, count: int, start: int = 0) -> np.ndarray:
 # Each writes maze i's edges into `row` (uint8 [E], zeroed beforehand) and returns the PRNG state.
 
 
-@numba.njit(cache=True)
+@njit
 def _dfs_one(n, nbr, via, state, forkless, max_cells, max_depth, visited, stack, cand, row):
     """Recursive backtracker. Returns (state, start cell). ``stack[d]`` is the cell at depth d."""
     n_cells = n * n
@@ -147,7 +114,7 @@ def _dfs_one(n, nbr, via, state, forkless, max_cells, max_depth, visited, stack,
     return state, start
 
 
-@numba.njit(cache=True)
+@njit
 def _wilson_one(n, nbr_c, via_c, deg, state, in_tree, step, row):
     """Wilson's algorithm: the loop-erased walk from each cell not yet in the tree is kept as the
     last exit direction ``step[cell]`` from every visited cell (loops erase themselves)."""
@@ -169,7 +136,7 @@ def _wilson_one(n, nbr_c, via_c, deg, state, in_tree, step, row):
     return state
 
 
-@numba.njit(cache=True)
+@njit
 def _find(parent, a):
     while parent[a] != a:
         parent[a] = parent[parent[a]]  # path halving
@@ -177,7 +144,7 @@ def _find(parent, a):
     return a
 
 
-@numba.njit(cache=True)
+@njit
 def _kruskal_one(n, ends, state, order, parent, row):
     """Edges in a random order (Fisher-Yates, drawn lazily so we can stop at n*n-1 edges)."""
     n_cells = n * n
@@ -204,12 +171,12 @@ def _kruskal_one(n, ends, state, order, parent, row):
     return state
 
 
-@numba.njit(cache=True)
+@njit
 def _push(regions, top, r0, c0, h, w):
     regions[top, 0], regions[top, 1], regions[top, 2], regions[top, 3] = r0, c0, h, w
 
 
-@numba.njit(cache=True)
+@njit
 def _division_one(n, state, regions, row):
     """Recursive division with an explicit stack of rectangles (r0, c0, height, width).
     Each wall has one gap, so every split joins two trees by one edge: a spanning tree."""
@@ -246,17 +213,17 @@ def _division_one(n, state, regions, row):
     return state
 
 
-@numba.njit(cache=True)
+@njit
 def _percolate(state, p, row):
     """Open every closed edge independently with probability p."""
     for e in range(row.shape[0]):
-        state, u = _rand_unit(state)
+        state, u = rand_unit(state)
         if row[e] == 0 and u < p:
             row[e] = 1
     return state
 
 
-@numba.njit(cache=True)
+@njit
 def _open_field_one(n, ends, state, n_obstacles, obstacle_size, blocked, row):
     n_cells = n * n
     blocked[:] = 0
@@ -278,21 +245,21 @@ def _open_field_one(n, ends, state, n_obstacles, obstacle_size, blocked, row):
 # ---------------------------------------------------------------------------- the batch kernel
 
 
-@numba.njit(cache=True, parallel=True)
+@njit(parallel=True)
 def _generate_kernel(kind, n, seeds, nbr, via, nbr_c, via_c, deg, ends, forkless, max_cells,
                      max_depth, p, n_obstacles, obstacle_size, out, start):
     """Fill ``out`` (uint8 [B, E], zeros) and ``start`` (int32 [B]: dfs start cell, else -1)."""
     n_cells = n * n
     n_mazes = seeds.shape[0]
     n_chunks = (n_mazes + _CHUNK - 1) // _CHUNK
-    for chunk in numba.prange(n_chunks):
+    for chunk in prange(n_chunks):
         visited = np.empty(n_cells, dtype=np.uint8)
         stack = np.empty(n_cells, dtype=np.int32)
         cand = np.empty(4, dtype=np.int32)
         order = np.empty(ends.shape[0], dtype=np.int32)
         regions = np.empty((n_cells + 2, 4), dtype=np.int32)
         for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n_mazes)):
-            state = _mix64(seeds[i])  # decorrelate streams of nearby seeds
+            state = mix64(seeds[i])  # decorrelate streams of nearby seeds
             row = out[i]
             start[i] = -1
             if kind == _DFS or kind == _DFS_PERCOLATION:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import functools
 
-import numba
 import numpy as np
 from numba import prange
 
+from mazesearch.data.jit import njit
 from mazesearch.data.maze import edge_endpoints, n_edges, neighbour_table
+from mazesearch.data.rng import below, splitmix64
 
 _BLOCK = 256  # mazes per parallel work item
 _SATURATE = 2**62  # shortest-path counts stop growing here instead of overflowing int64
@@ -34,23 +35,7 @@ def _lattice(n: int) -> tuple[np.ndarray, np.ndarray]:
     return nbr, ends
 
 
-@numba.njit(inline="always")
-def _splitmix64(state):
-    """One step of splitmix64: returns (new state, 64 random bits)."""
-    state = state + np.uint64(0x9E3779B97F4A7C15)
-    z = state
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return state, z ^ (z >> np.uint64(31))
-
-
-@numba.njit(inline="always")
-def _below(bits, k):
-    """Map 64 random bits to an int in [0, k) (multiply-high on the top 32 bits; k < 2**32)."""
-    return np.int64(((bits >> np.uint64(32)) * np.uint64(k)) >> np.uint64(32))
-
-
-@numba.njit(inline="always")
+@njit(inline="always")
 def _open_masks(i, open_, ends, mask, deg):
     """Per cell of maze i: bit k of mask[v] set when direction k (N, E, S, W) is open;
     deg[v] = number of open edges. One pass over the edges, no neighbour lookups."""
@@ -70,7 +55,7 @@ def _open_masks(i, open_, ends, mask, deg):
         deg[b] += x
 
 
-@numba.njit(inline="always")
+@njit(inline="always")
 def _bfs_scratch(N):
     """Per-block work arrays for :func:`_open_masks` + :func:`_bfs` on N cells: (mask, deg,
     dist, count, queue), with dist all -1 as _bfs expects."""
@@ -78,7 +63,7 @@ def _bfs_scratch(N):
             np.zeros(N, np.int64), np.empty(N, np.int32))
 
 
-@numba.njit(inline="always")
+@njit(inline="always")
 def _bfs(source, stop, mask, nbr, dist, count, queue):
     """BFS from ``source`` over the open edges given by ``mask``, counting shortest paths.
 
@@ -115,7 +100,7 @@ def _bfs(source, stop, mask, nbr, dist, count, queue):
     return tail
 
 
-@numba.njit(inline="always")
+@njit(inline="always")
 def _count_stats(path, deg):
     """(decision points on path, cells of degree 1): see :func:`path_stats`."""
     forks = 0
@@ -128,7 +113,7 @@ def _count_stats(path, deg):
     return forks, dead
 
 
-@numba.njit(inline="always")
+@njit(inline="always")
 def _walk_down(origin, mask, nbr, dist_to_target, out, start):
     """Write the path origin..target into out[start:], stepping each time to the first
     neighbour (order N, E, S, W) one move closer to the target. Returns cells written."""
@@ -149,7 +134,7 @@ def _walk_down(origin, mask, nbr, dist_to_target, out, start):
 # ---------------------------------------------------------------------------- endpoints
 
 
-@numba.njit(parallel=True, cache=True)
+@njit(parallel=True)
 def _endpoints_kernel(open_, nbr, ends, row, col, seeds, origin_at_dead_end, target_at_dead_end,
                       min_manhattan, min_path_len, max_attempts, origin, target, ok):
     B = open_.shape[0]
@@ -170,8 +155,8 @@ def _endpoints_kernel(open_, nbr, ends, row, col, seeds, origin_at_dead_end, tar
             origin[i], target[i], ok[i] = -1, -1, False
             for a in range(min(n_cand, max_attempts)):
                 # draw origins without replacement (partial Fisher-Yates over the candidates)
-                state, bits = _splitmix64(state)
-                j = a + _below(bits, n_cand - a)
+                state, bits = splitmix64(state)
+                j = a + below(bits, n_cand - a)
                 cand[a], cand[j] = cand[j], cand[a]
                 o = cand[a]
                 tail = _bfs(o, -1, mask, nbr, dist, count, queue)
@@ -185,8 +170,8 @@ def _endpoints_kernel(open_, nbr, ends, row, col, seeds, origin_at_dead_end, tar
                         valid[n_valid] = v
                         n_valid += 1
                 if n_valid > 0:
-                    state, bits = _splitmix64(state)
-                    origin[i], target[i], ok[i] = o, valid[_below(bits, n_valid)], True
+                    state, bits = splitmix64(state)
+                    origin[i], target[i], ok[i] = o, valid[below(bits, n_valid)], True
                 for q in range(tail):
                     dist[queue[q]] = -1
                 if ok[i]:
@@ -247,7 +232,7 @@ def choose_endpoints(
 # ---------------------------------------------------------------------------- shortest paths
 
 
-@numba.njit(parallel=True, cache=True)
+@njit(parallel=True)
 def _solve_kernel(open_, nbr, ends, origin, target, pad, n_cells, n_paths):
     """BFS from each target (stopping at the origin), then walk down from the origin into
     ``pad[i]`` (int32 [B, N]); n_cells[i] = 0 when the target is unreachable."""
@@ -269,7 +254,7 @@ def _solve_kernel(open_, nbr, ends, origin, target, pad, n_cells, n_paths):
                 dist[queue[q]] = -1
 
 
-@numba.njit(cache=True)
+@njit
 def _compact(pad, n_cells, offsets, path_flat):
     for i in range(pad.shape[0]):
         path_flat[offsets[i]:offsets[i + 1]] = pad[i, :n_cells[i]]
@@ -331,7 +316,7 @@ def solve(
 # ---------------------------------------------------------------------------- BFS distances
 
 
-@numba.njit(parallel=True, cache=True)
+@njit(parallel=True)
 def _distances_kernel(open_, nbr, ends, source, dist):
     """Fill row i of ``dist`` (int32 [B, N], all -1 on entry) with the BFS from source[i]."""
     B = open_.shape[0]
@@ -362,7 +347,7 @@ def bfs_distances(
 # ---------------------------------------------------------------------------- path statistics
 
 
-@numba.njit(parallel=True, cache=True)
+@njit(parallel=True)
 def _stats_kernel(open_, nbr, ends, path_flat, offsets, forks, dead_ends):
     B = open_.shape[0]
     N = nbr.shape[0]

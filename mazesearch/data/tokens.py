@@ -25,13 +25,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Literal
 
-import numba
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from mazesearch.data.maze import MazeBatch, edge_endpoints, n_edges, write_parquet_atomic
-from mazesearch.io import write_text_atomic
+from mazesearch.data.jit import njit
+from mazesearch.data.maze import MazeBatch, edge_endpoints, n_edges, read_parquet, write_parquet_atomic
+from mazesearch.data.rng import splitmix64
+from mazesearch.io import InputError, read_json, write_text_atomic
 
 # ---------------------------------------------------------------------------- vocabulary
 
@@ -49,6 +49,7 @@ SPECIAL_TOKENS = (
     WALLS_START, WALLS_END, WALL_CONNECTOR,
 )
 MAX_VOCAB_GRID_N = 255  # keeps every id inside uint16
+VOCAB_FORMAT = "mazesearch.vocab/1"  # the "format" of vocab.json
 
 _UNARY = re.compile(r"\((\d+),(\d+)\)")
 _PAIR_ROW = re.compile(r"\((\d+),")
@@ -144,23 +145,34 @@ class Vocab:
 
     def to_json(self, path: str | Path) -> None:
         """Write ``{"max_grid_n", "tokens"}`` (tokens listed by id) atomically."""
-        doc = {"format": "mazesearch.vocab/1", "max_grid_n": self.max_grid_n,
+        doc = {"format": VOCAB_FORMAT, "max_grid_n": self.max_grid_n,
                "n_tokens": len(self), "tokens": list(self.id_to_token)}
         write_text_atomic(path, json.dumps(doc, indent=1) + "\n")
 
     @staticmethod
     def from_json(path: str | Path) -> "Vocab":
+        """A vocabulary written by :meth:`to_json`; :class:`InputError` naming the file when it is
+        missing, not JSON, not this format, or its tokens are not exactly those of its max_grid_n
+        in id order (``n_tokens``, when present, must be their number)."""
         path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"vocabulary file {path} does not exist (run `dvc repro vocab`)")
-        try:
-            doc = json.loads(path.read_text())
-            n, tokens = doc["max_grid_n"], doc["tokens"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ValueError(f"vocabulary file {path} is not a mazesearch vocabulary: {exc!r}") from None
+        hint = "rebuild it with `dvc repro vocab`"
+        doc = read_json(path, "vocabulary file", hint)
+        if not isinstance(doc, dict) or "max_grid_n" not in doc or "tokens" not in doc:
+            raise InputError(path, "is not a mazesearch vocabulary (needs an object with max_grid_n and tokens)", hint)
+        if doc.get("format", VOCAB_FORMAT) != VOCAB_FORMAT:
+            raise InputError(path, f"vocabulary format {doc['format']!r} is not {VOCAB_FORMAT!r}", hint)
+        n, tokens = doc["max_grid_n"], doc["tokens"]
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-            raise ValueError(f"vocabulary file {path}: 'tokens' must be a list of strings")
-        return Vocab(n, tuple(tokens))
+            raise InputError(path, "vocabulary 'tokens' must be a list of strings", hint)
+        try:
+            vocab = Vocab(n, tuple(tokens))
+        except ValueError as exc:  # wrong max_grid_n, tokens missing, duplicated or unexpected
+            raise InputError(path, f"is not a valid vocabulary ({exc})", hint) from None
+        if "n_tokens" in doc and doc["n_tokens"] != len(tokens):
+            raise InputError(path, f"vocabulary says n_tokens={doc['n_tokens']!r} but lists {len(tokens)} tokens", hint)
+        if vocab.id_to_token != _vocab_tokens(vocab.max_grid_n):
+            raise InputError(path, f"vocabulary tokens are not in the id order of max_grid_n={vocab.max_grid_n}", hint)
+        return vocab
 
 
 # ---------------------------------------------------------------------------- options
@@ -203,17 +215,7 @@ def max_sequence_length(grid_n: int, opts: TokenizerOptions) -> int:
 _U64 = np.uint64
 
 
-@numba.njit(cache=True)
-def _splitmix64(state):
-    """Advance a splitmix64 state; return (new state, 64 random bits)."""
-    state = state + _U64(0x9E3779B97F4A7C15)
-    z = state
-    z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
-    return state, z ^ (z >> _U64(31))
-
-
-@numba.njit(cache=True)
+@njit
 def _put_coord(out, pos, cell, pair, cell_a, cell_b):
     """Write one cell's coordinate token(s) at ``pos``; return the next free position."""
     out[pos] = cell_a[cell]
@@ -223,7 +225,7 @@ def _put_coord(out, pos, cell, pair, cell_a, cell_b):
     return pos + 1
 
 
-@numba.njit(cache=True)
+@njit
 def _encode_kernel(open_, ends, origin, target, path_flat, path_offsets, maze_id, seed_key,
                    walls, shuffled, pair, cell_a, cell_b, specials, offsets, out, prompt_len):
     """Fill ``out`` (uint16 [sum]) with every maze's tokens at ``offsets``.
@@ -243,7 +245,7 @@ def _encode_kernel(open_, ends, origin, target, path_flat, path_offsets, maze_id
         state = seed_key ^ maze_id[i]
         if shuffled:  # Fisher-Yates from the maze's own stream
             for k in range(m - 1, 0, -1):
-                state, bits = _splitmix64(state)
+                state, bits = splitmix64(state)
                 j = np.int64(bits % _U64(k + 1))
                 listed[k], listed[j] = listed[j], listed[k]
         pos = offsets[i]
@@ -252,7 +254,7 @@ def _encode_kernel(open_, ends, origin, target, path_flat, path_offsets, maze_id
         for k in range(m):
             a, b = ends[listed[k], 0], ends[listed[k], 1]
             if shuffled:
-                state, bits = _splitmix64(state)
+                state, bits = splitmix64(state)
                 if bits >> _U64(63):
                     a, b = b, a
             pos = _put_coord(out, pos, a, pair, cell_a, cell_b)
@@ -317,7 +319,7 @@ def encode_arrays(grid_n: int, open_: np.ndarray, origin: np.ndarray, target: np
         WALLS_START if walls else ADJLIST_START, WALLS_END if walls else ADJLIST_END,
         WALL_CONNECTOR if walls else CONNECTOR, SEPARATOR, ORIGIN_START, ORIGIN_END,
         TARGET_START, TARGET_END, PATH_START, PATH_END)], dtype=np.uint16)
-    _, seed_key = _splitmix64(_U64(opts.seed))  # decorrelates seed from maze_id before the xor
+    _, seed_key = splitmix64(_U64(opts.seed))  # decorrelates seed from maze_id before the xor
     _encode_kernel(open_, edge_endpoints(n), origin, target, path_flat, path_offsets, maze_id,
                    _U64(seed_key), walls, opts.edge_order == "shuffled", opts.coord == "pair",
                    cell_a.astype(np.uint16), cell_b.astype(np.uint16), specials, offsets, flat, prompt_len)
@@ -416,15 +418,41 @@ def write_tokens(tb: TokenBatch, path: str | Path) -> None:
     write_parquet_atomic(tb.to_arrow(), path)
 
 
-def read_tokens(path: str | Path) -> TokenBatch:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"token file {path} does not exist (run `dvc repro` for its stage)")
+def read_tokens(path: str | Path, vocab: Vocab | None = None) -> TokenBatch:
+    """The sequences of a file written by :func:`write_tokens`, or :class:`InputError` naming it
+    (missing, not Parquet, wrong columns, nulls, ``prompt_len`` outside its sequence).
+
+    With ``vocab``, also every id must be < ``len(vocab)``, every prompt must end in
+    ``<PATH_START>`` and every sequence in ``<PATH_END>`` (vectorized: ~1 ns per token).
+    """
+    hint = "re-run `dvc repro tokenize`"
+    table = read_parquet(path, "token file")
+    for name in ("maze_id", "prompt_len"):
+        if name in table.column_names and not pa.types.is_integer(table.schema.field(name).type):
+            raise InputError(path, f"token file column {name!r} must be integers, got {table.schema.field(name).type}", hint)
+    if "tokens" in table.column_names and table.schema.field("tokens").type != pa.list_(pa.uint16()):
+        raise InputError(path, f"token file column 'tokens' must be list<uint16>, got {table.schema.field('tokens').type}", hint)
+    nulls = [name for name in ("maze_id", "tokens", "prompt_len") if name in table.column_names
+             and (table[name].null_count or (name == "tokens" and any(c.values.null_count for c in table[name].chunks)))]
+    if nulls:
+        raise InputError(path, f"token file has null values in columns {nulls}", hint)
     try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ValueError(f"token file {path} is not readable Parquet: {exc}") from exc
-    return TokenBatch.from_arrow(table)
+        tb = TokenBatch.from_arrow(table)
+    except (KeyError, ValueError, TypeError, pa.ArrowException) as exc:
+        raise InputError(path, f"token file does not hold token sequences ({exc})", hint) from None
+    if vocab is not None and len(tb):
+        V = len(vocab)
+        if int(tb.flat.max(initial=0)) >= V:
+            pos = int(np.argmax(tb.flat >= V))
+            row = int(np.searchsorted(tb.offsets, pos, side="right") - 1)
+            raise InputError(path, f"token file row {row} holds id {int(tb.flat[pos])}, outside a vocabulary of {V} "
+                             "tokens", "re-run `dvc repro vocab tokenize` so both come from the same max_grid_n")
+        for what, where, token in (("prompt does not end in", tb.offsets[:-1] + tb.prompt_len - 1, PATH_START),
+                                   ("sequence does not end in", tb.offsets[1:] - 1, PATH_END)):
+            bad = np.flatnonzero(tb.flat[where] != vocab.token_to_id[token])
+            if len(bad):
+                raise InputError(path, f"token file row {int(bad[0])}: {what} {token}", hint)
+    return tb
 
 
 # ---------------------------------------------------------------------------- text

@@ -2,19 +2,16 @@
 
 :func:`validate` runs one numba kernel over the batch (blocks of ``_BLOCK`` mazes in parallel,
 as in :mod:`mazesearch.data.solve`, whose BFS and path-statistics helpers it reuses) and raises
-:class:`MazeValidationError` naming the first bad maze and the first check it fails.
-
-Numba's on-disk cache does not notice edits to helpers imported from another file: after
-changing ``_open_masks``, ``_bfs``, ``_bfs_scratch`` or ``_count_stats`` in solve.py, delete
-``mazesearch/__pycache__/validate.*.nb*`` (or touch this file) so the kernel here recompiles.
+:class:`MazeValidationError` naming the first bad maze and the first check it fails. (The
+kernel inlines solve.py's helpers; :mod:`mazesearch.data.jit` recompiles it when solve.py changes.)
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import prange
 
+from mazesearch.data.jit import njit
 from mazesearch.data.maze import MazeBatch, maze_ids
 from mazesearch.data.solve import (
     _BLOCK, _bfs, _bfs_scratch, _check_open, _check_paths, _count_stats, _lattice, _open_masks,
@@ -50,7 +47,7 @@ _ERRORS = {
 }
 
 
-@numba.njit(inline="always")
+@njit(inline="always")
 def _check_maze(spanning_tree, N, o, t, path, n_paths, forks, dead_ends, mask, deg, nbr,
                 dist, count, reached, seen):
     """(error code, detail) for one maze, given the BFS from its target (dist, count over
@@ -109,7 +106,7 @@ def _check_maze(spanning_tree, N, o, t, path, n_paths, forks, dead_ends, mask, d
     return 0, 0
 
 
-@numba.njit(parallel=True, cache=True)
+@njit(parallel=True)
 def _validate_kernel(open_, nbr, ends, spanning_tree, origin, target, path_flat, offsets,
                      n_paths, forks, dead_ends, code, detail):
     B = open_.shape[0]

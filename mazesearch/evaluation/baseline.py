@@ -14,49 +14,18 @@ touched.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
+from mazesearch.data.jit import njit
 from mazesearch.data.maze import MazeBatch, neighbour_table
+from mazesearch.data.rng import rand_below, row_state
 from mazesearch.evaluation.metrics import Walks, decision_points
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
 WALK_SALT = 1
 FORK_SALT = 2
 
 
-@numba.njit(cache=True)
-def _splitmix64(state):
-    """One splitmix64 step: returns (new state, 64 random bits)."""
-    state = state + _GOLDEN
-    z = state
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return state, z ^ (z >> np.uint64(31))
-
-
-@numba.njit(cache=True)
-def _row_state(seed, row, salt):
-    """A well-mixed starting state for one maze row's private stream."""
-    s = np.uint64(seed)
-    s, z = _splitmix64(s)
-    s = z ^ (np.uint64(row) * _GOLDEN)
-    s, z = _splitmix64(s)
-    s = z ^ (np.uint64(salt) * _MIX1)
-    s, z = _splitmix64(s)
-    return z
-
-
-@numba.njit(cache=True)
-def _below(state, k):
-    """Uniform integer in [0, k) from the top 32 bits (multiply-shift; bias < 2**-28 for k <= 4)."""
-    state, z = _splitmix64(state)
-    return state, np.int64(((z >> np.uint64(32)) * np.uint64(k)) >> np.uint64(32))
-
-
-@numba.njit(cache=True)
+@njit
 def _walks(nbr, via, open_, origin, target, seed, max_cells):
     B = open_.shape[0]
     n_cells = nbr.shape[0]
@@ -65,7 +34,7 @@ def _walks(nbr, via, open_, origin, target, seed, max_cells):
     visited = np.zeros(n_cells, dtype=np.int64)  # stamp row+1 = visited in this row's walk
     options = np.empty(4, dtype=np.int32)
     for i in range(B):
-        state = _row_state(seed, i, WALK_SALT)
+        state = row_state(seed, i, WALK_SALT)
         cur = origin[i]
         out[i, 0] = cur
         visited[cur] = i + 1
@@ -79,7 +48,7 @@ def _walks(nbr, via, open_, origin, target, seed, max_cells):
                     k_opts += 1
             if k_opts == 0:
                 break  # stuck in a dead end
-            state, r = _below(state, k_opts)
+            state, r = rand_below(state, k_opts)
             cur = options[r]
             visited[cur] = i + 1
             out[i, m] = cur
@@ -103,12 +72,12 @@ def baseline_walks(batch: MazeBatch, seed: int) -> Walks:
     return Walks(cells_flat=grid[keep].astype(np.int32), offsets=offsets, ended=np.ones(len(batch), dtype=bool))
 
 
-@numba.njit(cache=True)
+@njit
 def _fork_choices(nbr, via, open_, path_flat, path_off, fork_k, fork_off, seed):
     out = np.empty(fork_k.shape[0], dtype=np.int32)
     options = np.empty(4, dtype=np.int32)
     for i in range(open_.shape[0]):
-        state = _row_state(seed, i, FORK_SALT)
+        state = row_state(seed, i, FORK_SALT)
         p0 = path_off[i]
         for f in range(fork_off[i], fork_off[i + 1]):
             k_path = fork_k[f]
@@ -128,7 +97,7 @@ def _fork_choices(nbr, via, open_, path_flat, path_off, fork_k, fork_off, seed):
             if k_opts == 0:
                 out[f] = -1
             else:
-                state, r = _below(state, k_opts)
+                state, r = rand_below(state, k_opts)
                 out[f] = options[r]
     return out
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 
-import numba
 import numpy as np
 
+from mazesearch.data.jit import njit
 from mazesearch.data.maze import MazeBatch, neighbour_table
 from mazesearch.data.solve import bfs_distances
 
@@ -67,7 +67,7 @@ def distances_to_target(batch: MazeBatch) -> np.ndarray:
     return bfs_distances(batch.grid_n, batch.open, batch.target)
 
 
-@numba.njit(cache=True)
+@njit
 def _decision_points(nbr, via, open_, path_flat, path_off):
     """Indices k (within each path) of the decision points; two passes: count, then fill."""
     B = open_.shape[0]
@@ -109,7 +109,7 @@ def decision_points(batch: MazeBatch) -> tuple[np.ndarray, np.ndarray]:
                             np.ascontiguousarray(batch.path_offsets, dtype=np.int64))
 
 
-@numba.njit(cache=True)
+@njit
 def _open_step(nbr, via, open_row, a, b):
     """1 = a->b crosses an open edge, 2 = lattice-adjacent but walled, 0 = not adjacent."""
     for k in range(4):
@@ -121,7 +121,7 @@ def _open_step(nbr, via, open_row, a, b):
 # ---------------------------------------------------------------------------- the kernel
 
 
-@numba.njit(cache=True)
+@njit
 def _score(nbr, via, open_, origin, target, dist, path_flat, path_off, pred_flat, pred_off, ended,
            fork_k, fork_off, fork_pred, counts, flags, fracs):
     """Fill counts [B, 10], flags [B, 5] and fracs [B, 6] (column order: see compute_metrics)."""

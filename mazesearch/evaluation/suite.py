@@ -2,7 +2,8 @@
 
 The stage (``stages/evaluate.py``) reads files and params; everything between those lives here:
 whether the model can read the suite at all (feedability), the rollout, the metrics, the
-per-maze Arrow table and the report. Metric definitions: docs/metrics.md.
+per-maze Arrow table and the two reports: the headline (a DVC metric, a few numbers per suite)
+and the details (everything else). Metric definitions: docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from mazesearch.data.maze import MazeBatch
 from mazesearch.data.tokens import TokenizerOptions, Vocab, encode, sequence_lengths
 from mazesearch.evaluation.baseline import baseline_fork_choices, baseline_walks
 from mazesearch.evaluation.metrics import BOOL_METRICS, COUNT_METRICS, METRICS, Walks, aggregate, compute_metrics
+from mazesearch.evaluation.stats import wilson_interval
 from mazesearch.model.gpt import GPT, ModelConfig
 
 
@@ -96,10 +98,36 @@ def picture_rows(failed: np.ndarray, n_pictures: int) -> np.ndarray:
     return order[:n_pictures]
 
 
+def exact_interval(metrics: dict) -> dict:
+    """``{k, n, low, high}``: exact paths, mazes, and the 95% Wilson interval of the rate k/n."""
+    exact = np.asarray(metrics["exact_path"], dtype=bool)
+    k, n = int(exact.sum()), int(exact.size)
+    low, high = wilson_interval(k, n, 0.95)
+    return {"k": k, "n": n, "low": low, "high": high}
+
+
+def headline(details: dict) -> dict:
+    """The suite's DVC metric (docs/metrics.md): a flat dict of the numbers worth a column in
+    ``dvc metrics show``. The model's values are None (not shown) when it cannot read the suite."""
+    ci = details["exact_path_ci95"]
+    model, base = details["model"], details["baseline"]
+    fed = details["feedable"]
+    return {
+        "model_exact": model["exact_path"] if fed else None,
+        "model_exact_lo": ci["model"]["low"] if fed else None,
+        "model_exact_hi": ci["model"]["high"] if fed else None,
+        "baseline_exact": base["exact_path"],
+        "baseline_exact_lo": ci["baseline"]["low"],
+        "baseline_exact_hi": ci["baseline"]["high"],
+        "model_valid": model["valid_path"] if fed else None,
+        "model_first_fork": model["first_fork_correct"] if fed else None,
+    }  # feedable and leakage live in the details: null model_* already says "not feedable"
+
+
 @dataclass
 class SuiteResult:
     table: pa.Table  # one row per maze (predictions_table)
-    report: dict  # identity, feedability and the means of every metric (model and baseline)
+    report: dict  # identity, feedability, the means of every metric (model and baseline), intervals
     shown_walks: Walks  # the model's walks, or the baseline's when the model cannot read the suite
     failed: np.ndarray  # [n_mazes] bool, not exact, for the walks shown
 
@@ -127,6 +155,8 @@ def evaluate_suite(model: GPT, batch: MazeBatch, vocab: Vocab, opts: TokenizerOp
         "feedable": feedable, "reason": reason, "longest_sequence": longest,
         "model_n_ctx": model.cfg.n_ctx, "positional": model.cfg.positional,
         "model": model_agg, "baseline": base_agg,
+        "exact_path_ci95": {"model": exact_interval(model_metrics) if feedable else None,
+                            "baseline": exact_interval(base_metrics)},
     }
     shown = model_walks if feedable else base_walks
     failed = ~(model_metrics if feedable else base_metrics)["exact_path"]

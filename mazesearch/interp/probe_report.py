@@ -1,4 +1,5 @@
-"""Probe reports: metrics JSON, score-vs-layer CSVs and per-cell/per-edge F1 maps on the grid.
+"""Probe reports: the headline metric, the by-layer details, score-vs-layer CSVs and
+per-cell/per-edge F1 maps on the grid (docs/probes.md, "Outputs").
 
 Everything is written into ``<out>.tmp/`` and swapped in at the end (mazesearch.io.atomic_dir).
 """
@@ -15,37 +16,61 @@ from mazesearch.io import atomic_dir
 from mazesearch.viz.render import render_cell_heatmap, render_edge_heatmap
 
 POSITIVE_CLASS = {"future_path": "still ahead", "on_solution": "on a shortest path", "walls": "open"}
+RUNS = ("trained", "random_init", "permuted")
 
 
-def _by_layer_csv(probe: dict) -> str:
-    main = probe["main_score"]
-    lines = ["layer_idx,layer,trained,random_init,permuted"]
-    for i, (layer, runs) in enumerate(probe["layers"].items()):
-        cells = [runs[run][main] for run in ("trained", "random_init", "permuted")]
+def headline(results: dict) -> dict:
+    """The DVC metric, per probe: ``best_layer`` (chosen on val), the trained probe's main
+    score on test at that layer, and the selectivity against each control there (None when the
+    control is void or undefined, or no layer is defined)."""
+    out = {}
+    for name, probe in results.items():
+        best = probe["best_layer"]
+        at = probe["layers"][best] if best is not None else None
+        out[name] = {
+            "best_layer": best,
+            "test_score": at["test"]["trained"][probe["main_score"]] if at else None,
+            "selectivity_vs_random_init": at["selectivity"]["vs_random_init"] if at else None,
+            "selectivity_vs_permuted": at["selectivity"]["vs_permuted"] if at else None,
+        }
+    return out
+
+
+def by_layer_csv(probe: dict) -> str:
+    """The main score per layer: test score of each run (blank when undefined, or for a void
+    control) and the trained probe's val score (what picked best_layer)."""
+    main, void = probe["main_score"], probe["void_controls"]
+    lines = ["layer_idx,layer," + ",".join(RUNS) + ",trained_val"]
+    for i, (layer, r) in enumerate(probe["layers"].items()):
+        cells = [None if run in void else r["test"][run][main] for run in RUNS] + [r["val"]["trained"][main]]
         lines.append(f"{i},{layer}," + ",".join("" if v is None else repr(float(v)) for v in cells))
     return "\n".join(lines) + "\n"
 
 
-def write_reports(metrics: dict, per_output_f1: dict, grid_n: int, out_dir: Path) -> None:
+def write_reports(results: dict, per_output_f1: dict, grid_n: int, out_dir: Path) -> None:
     """Everything into ``<out_dir>.tmp``, then swap it in place of ``out_dir``."""
     with atomic_dir(out_dir) as tmp:
-        _write_all(metrics, per_output_f1, grid_n, tmp)
+        _write_all(results, per_output_f1, grid_n, tmp)
 
 
-def _write_all(metrics: dict, per_output_f1: dict, grid_n: int, tmp: Path) -> None:
+def _dump(doc, path: Path, **kw) -> None:
+    path.write_text(json.dumps(doc, indent=2, allow_nan=False, **kw) + "\n")
+
+
+def _write_all(results: dict, per_output_f1: dict, grid_n: int, tmp: Path) -> None:
     (tmp / "by_layer").mkdir()
-    text = json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False)
-    (tmp / "metrics.json").write_text(text + "\n")
-    for name, probe in metrics.items():
-        (tmp / "by_layer" / f"{name}.csv").write_text(_by_layer_csv(probe))
+    _dump(headline(results), tmp / "metrics.json")
+    _dump(results, tmp / "details.json")  # layers in model order
+    for name, probe in results.items():
+        (tmp / "by_layer" / f"{name}.csv").write_text(by_layer_csv(probe))
     maps = {}
     for name, by_layer in per_output_f1.items():
-        layer = metrics[name]["best_layer"] or next(iter(metrics[name]["layers"]))
+        layer = results[name]["best_layer"] or next(iter(results[name]["layers"]))
         values = np.asarray(by_layer[layer], dtype=np.float64)
         maps[name] = {"layer": layer, "values": [None if math.isnan(v) else float(v) for v in values]}
-        title = f"{name}: F1 of '{POSITIVE_CLASS.get(name, 'true')}' at {layer}"
+        title = f"{name}: test F1 of '{POSITIVE_CLASS.get(name, 'true')}' at {layer}"
         if name == "walls":
             render_edge_heatmap(values, grid_n, tmp / f"{name}_f1.png", title=title)
         else:
             render_cell_heatmap(values, grid_n, tmp / f"{name}_f1.png", title=title)
-    (tmp / "per_output_f1.json").write_text(json.dumps(maps, indent=2, sort_keys=True) + "\n")
+    _dump(maps, tmp / "per_output_f1.json", sort_keys=True)

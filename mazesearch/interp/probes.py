@@ -10,12 +10,17 @@ use, so every probe is scored three times (docs/probes.md):
 * ``permuted``     the trained activations, labels of *another maze of the same shape* (control
                    task: keeps the label marginals per position, breaks the link to this maze);
 
-and ``selectivity`` = trained score - control score, for both controls.
+and ``selectivity`` = trained score - control score, for both controls (None when the control
+is void or undefined: never a fake 0).
 
-The train/test split is by maze (by ``maze_id``), never by row: rows of one maze are strongly
-correlated and would leak. All K binary outputs of a multilabel target are fitted at once with
-one L-BFGS run on the summed (separable) loss: the optimum is per-column identical to K
-scikit-learn ``LogisticRegression`` fits (tests/test_probes.py checks).
+The mazes are split three ways by maze (by ``maze_id``), never by row: rows of one maze are
+strongly correlated and would leak. ``test`` (``test_frac``) scores the probes; the rest splits
+into ``fit`` (the probe's training rows) and ``val`` (``val_frac`` of it), and ``best_layer`` is
+chosen on the val score, so the reported test score at that layer is not selected on itself.
+All K binary outputs of a multilabel target are fitted at once with one L-BFGS run on the
+summed (separable) loss: the optimum is per-column identical to K scikit-learn
+``LogisticRegression`` fits (tests/test_probes.py checks). The settings are the params schema's
+``ProbesSpec`` (``probes.*`` in params.yaml; its defaults live there only).
 """
 
 from __future__ import annotations
@@ -27,34 +32,27 @@ import zlib
 import numpy as np
 import scipy.optimize
 import scipy.special
-import scipy.stats
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from mazesearch.interp.labels import TARGET_KINDS, Label, build_labels
+from mazesearch.interp.probe_scores import CLASS_SCORES, binary_scores, multiclass_scores, nanmean, regression_scores
+from mazesearch.params import ProbesSpec
 
 MAIN_SCORE = {"multilabel": "balanced_accuracy", "multiclass": "balanced_accuracy", "regression": "r2"}
-CLASS_SCORES = ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "majority")
 CONTROLS = ("random_init", "permuted")
-
-
-@dataclasses.dataclass(frozen=True)
-class ProbeConfig:
-    """Mirrors ``probes.*`` in params.yaml (ProbesSpec)."""
-
-    test_frac: float = 0.25
-    C: float = 1.0  # inverse L2 strength, scikit-learn convention
-    ridge_alpha: float = 1.0
-    max_iter: int = 200
-    max_rows: int = 20000  # rows per probe fit, subsampled by maze
-    seed: int = 0
+FIT, VAL, TEST = 0, 1, 2  # the three sides of the by-maze split
+SIDES = ("fit", "val", "test")
+# a control whose labels agree with the real ones at least this often is the real task again
+VOID_AGREEMENT = 1.0
 
 
 # ---------------------------------------------------------------------------- rows
 
 
-def split_by_maze(maze_id: np.ndarray, test_frac: float, seed: int) -> np.ndarray:
-    """``bool [rows]``: row belongs to a test maze. Whole mazes (by id) go to one side."""
+def split_by_maze(maze_id: np.ndarray, test_frac: float, seed: int | list[int]) -> np.ndarray:
+    """``bool [rows]``: row belongs to a test maze. Whole mazes (by id) go to one side.
+    ``seed`` is anything ``np.random.default_rng`` takes."""
     if not 0.0 < test_frac < 1.0:
         raise ValueError(f"test_frac must lie in (0, 1), got {test_frac}")
     ids = np.unique(maze_id)
@@ -63,6 +61,24 @@ def split_by_maze(maze_id: np.ndarray, test_frac: float, seed: int) -> np.ndarra
     n_test = min(max(round(test_frac * len(ids)), 1), len(ids) - 1)
     test_ids = np.random.default_rng(seed).permutation(ids)[:n_test]
     return np.isin(maze_id, test_ids)
+
+
+def split_sides(maze_id: np.ndarray, test_frac: float, val_frac: float, seed: int) -> np.ndarray:
+    """``int8 [rows]``: FIT, VAL or TEST per row, whole mazes to one side.
+
+    ``test_frac`` of the mazes go to TEST (exactly ``split_by_maze(maze_id, test_frac, seed)``);
+    ``val_frac`` of the others to VAL, with a seed of its own; the rest is FIT.
+    """
+    is_test = split_by_maze(maze_id, test_frac, seed)
+    side = np.full(len(maze_id), FIT, dtype=np.int8)
+    side[is_test] = TEST
+    rest = ~is_test
+    if len(np.unique(maze_id[rest])) < 2:
+        raise ValueError("need at least 2 distinct non-test mazes to split fit/val "
+                         f"(test_frac={test_frac} leaves {len(np.unique(maze_id[rest]))})")
+    is_val = split_by_maze(maze_id[rest], val_frac, [seed, 1])
+    side[np.flatnonzero(rest)[is_val]] = VAL
+    return side
 
 
 def subsample_by_maze(maze_id: np.ndarray, rows: np.ndarray, max_rows: int, seed: int) -> np.ndarray:
@@ -192,104 +208,74 @@ def fit_ridge(X: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, f
     return w, float(y_mean - x_mean @ w)
 
 
-# ---------------------------------------------------------------------------- scores
-
-
-def binary_scores(Y: np.ndarray, P: np.ndarray, majority: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-column scores of K binary outputs: Y ``bool [n, K]``, P ``float [n, K]`` = P(y=1),
-    majority ``bool [K]`` = the train majority class. Returns arrays ``[K]``."""
-    Y = Y.astype(bool)
-    pred = P >= 0.5
-    pos, neg = Y.sum(axis=0), (~Y).sum(axis=0)
-    tp, tn = (pred & Y).sum(axis=0), (~pred & ~Y).sum(axis=0)
-    fp, fn = (pred & ~Y).sum(axis=0), (~pred & Y).sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ranks = scipy.stats.rankdata(P, axis=0)  # ties get their average rank
-        auroc = ((ranks * Y).sum(axis=0) - pos * (pos + 1) / 2) / (pos * neg)
-        return {
-            "accuracy": (tp + tn) / len(Y),
-            "balanced_accuracy": (tp / pos + tn / neg) / 2,
-            "macro_f1": 2 * tp / (2 * tp + fp + fn),
-            "auroc": auroc,
-            "majority": (Y == majority).mean(axis=0),
-        }
-
-
-def multiclass_scores(y: np.ndarray, P: np.ndarray, majority: int) -> dict[str, float]:
-    """y ``int [n]``, P ``float [n, K]`` class probabilities (rows sum to 1)."""
-    K = P.shape[1]
-    pred = P.argmax(axis=1)
-    onehot = np.zeros((len(y), K), dtype=bool)
-    onehot[np.arange(len(y)), y] = True
-    per_class = binary_scores(onehot, P, np.zeros(K, dtype=bool))
-    support = onehot.sum(axis=0)
-    recall = np.bincount(y[pred == y], minlength=K) / np.maximum(support, 1)
-    pred_count = np.bincount(pred, minlength=K)
-    f1 = 2 * np.bincount(y[pred == y], minlength=K) / np.maximum(support + pred_count, 1)
-    seen = (support > 0) | (pred_count > 0)  # scikit-learn's macro-F1 label set
-    return {
-        "accuracy": float((pred == y).mean()),
-        "balanced_accuracy": float(recall[support > 0].mean()),
-        "macro_f1": float(f1[seen].mean()),
-        "auroc": _nanmean(per_class["auroc"]),  # one-vs-rest, classes with both sides in test
-        "majority": float((y == majority).mean()),
-    }
-
-
-def regression_scores(y: np.ndarray, yhat: np.ndarray, train_mean: float) -> dict[str, float]:
-    sst = ((y - y.mean()) ** 2).sum()
-    r2 = 1.0 - ((y - yhat) ** 2).sum() / sst if sst > 0 else math.nan
-    base = 1.0 - ((y - train_mean) ** 2).sum() / sst if sst > 0 else math.nan
-    return {"r2": float(r2), "mae": float(np.abs(y - yhat).mean()), "mean_baseline_r2": float(base)}
-
-
-def _nanmean(a: np.ndarray) -> float:
-    a = np.asarray(a, dtype=np.float64)
-    return float(a[np.isfinite(a)].mean()) if np.isfinite(a).any() else math.nan
-
-
 @dataclasses.dataclass
 class Fit:
     scores: dict[str, float]  # aggregate scores; NaN where undefined
     per_output_f1: np.ndarray | None = None  # multilabel: F1 per cell/edge [K], NaN undefined
 
 
-def fit_and_score(label: Label, X_train, Y_train, X_test, Y_test, cfg: ProbeConfig) -> Fit:
-    """Standardize on train, fit one probe, score it on test. Undefined cases give NaN scores."""
-    if len(X_train) == 0 or len(X_test) == 0:  # e.g. a position kind that was not cached
-        keys = ("r2", "mae", "mean_baseline_r2") if label.task == "regression" else CLASS_SCORES
-        scores = dict.fromkeys(keys, math.nan)
-        if label.task == "regression":
-            return Fit(scores)
-        empty_f1 = np.full(label.n_outputs, np.nan) if label.task == "multilabel" else None
-        return Fit(scores | {"n_outputs_defined": 0}, empty_f1)
-    Xtr, Xte = standardize(X_train, X_test)
+def _undefined(label: Label, n_defined: int = 0) -> Fit:
+    if label.task == "regression":
+        return Fit(dict.fromkeys(("r2", "mae", "mean_baseline_r2"), math.nan))
+    f1 = np.full(label.n_outputs, np.nan) if label.task == "multilabel" else None
+    return Fit(dict.fromkeys(CLASS_SCORES, math.nan) | {"n_outputs_defined": n_defined}, f1)
+
+
+def fit_and_score_sets(label: Label, X_fit, Y_fit, sets: dict[str, tuple[np.ndarray, np.ndarray]],
+                       cfg: ProbesSpec) -> dict[str, Fit]:
+    """Standardize on the fit rows, fit one probe, score it on every ``sets[name] = (X, Y)``.
+
+    Undefined cases (no fit rows, an empty set, a column or class that does not vary) give NaN
+    scores. A multilabel column is scored on a set only where both classes occur in the fit
+    rows and in that set."""
+    if len(X_fit) == 0:  # e.g. a position kind that was not cached
+        return {name: _undefined(label) for name in sets}
+    X_fit = X_fit.astype(np.float64)
+    mean, std = X_fit.mean(axis=0), X_fit.std(axis=0)
+    std[std < 1e-8] = 1.0
+    z = lambda X: (np.asarray(X, dtype=np.float64) - mean) / std  # noqa: E731
+    out = {}
     if label.task == "multilabel":
-        K = label.n_outputs
         both = lambda Y: Y.any(axis=0) & ~Y.all(axis=0)  # noqa: E731
-        ok = both(Y_train) & both(Y_test)
-        per = {k: np.full(K, np.nan) for k in CLASS_SCORES}
-        if ok.any():
-            W, b = fit_logistic_multilabel(Xtr, Y_train[:, ok], cfg.C, cfg.max_iter)
-            P = scipy.special.expit(Xte @ W + b)
-            major = Y_train[:, ok].mean(axis=0) > 0.5
-            for key, value in binary_scores(Y_test[:, ok], P, major).items():
-                per[key][ok] = value
-        scores = {key: _nanmean(v) for key, v in per.items()}
-        scores["n_outputs_defined"] = int(ok.sum())
-        return Fit(scores, per["macro_f1"])
+        ok_fit = both(Y_fit)
+        if ok_fit.any():
+            W, b = fit_logistic_multilabel(z(X_fit), Y_fit[:, ok_fit], cfg.C, cfg.max_iter)
+        for name, (X, Y) in sets.items():
+            ok = ok_fit & both(Y) if len(X) else np.zeros_like(ok_fit)
+            per = {k: np.full(label.n_outputs, np.nan) for k in CLASS_SCORES}
+            if ok.any():
+                cols = ok[ok_fit]  # the columns of W that are scored on this set
+                P = scipy.special.expit(z(X) @ W[:, cols] + b[cols])
+                major = Y_fit[:, ok].mean(axis=0) > 0.5
+                for key, value in binary_scores(Y[:, ok], P, major).items():
+                    per[key][ok] = value
+            scores = {key: nanmean(v) for key, v in per.items()}
+            out[name] = Fit(scores | {"n_outputs_defined": int(ok.sum())}, per["macro_f1"])
+        return out
     if label.task == "multiclass":
-        classes = np.unique(Y_train)
+        classes = np.unique(Y_fit)
         if len(classes) < 2:
-            return Fit(dict.fromkeys(CLASS_SCORES, math.nan) | {"n_outputs_defined": int(len(classes))})
-        y_fit = np.searchsorted(classes, Y_train)  # fit only the classes seen in train
-        W, b = fit_logistic_multinomial(Xtr, y_fit, len(classes), cfg.C, cfg.max_iter)
-        P = np.zeros((len(Xte), label.n_outputs))
-        P[:, classes] = scipy.special.softmax(Xte @ W + b, axis=1)  # unseen classes get 0
-        majority = int(np.bincount(Y_train).argmax())
-        return Fit(multiclass_scores(Y_test, P, majority) | {"n_outputs_defined": int(len(classes))})
-    w, b = fit_ridge(Xtr, Y_train, cfg.ridge_alpha)
-    return Fit(regression_scores(Y_test, Xte @ w + b, float(Y_train.mean())))
+            return {name: _undefined(label, int(len(classes))) for name in sets}
+        y_fit = np.searchsorted(classes, Y_fit)  # fit only the classes seen in the fit rows
+        W, b = fit_logistic_multinomial(z(X_fit), y_fit, len(classes), cfg.C, cfg.max_iter)
+        majority = int(np.bincount(Y_fit).argmax())
+        for name, (X, Y) in sets.items():
+            if len(X) == 0:
+                out[name] = _undefined(label, int(len(classes)))
+                continue
+            P = np.zeros((len(X), label.n_outputs))
+            P[:, classes] = scipy.special.softmax(z(X) @ W + b, axis=1)  # unseen classes get 0
+            out[name] = Fit(multiclass_scores(Y, P, majority) | {"n_outputs_defined": int(len(classes))})
+        return out
+    w, b = fit_ridge(z(X_fit), Y_fit, cfg.ridge_alpha)
+    for name, (X, Y) in sets.items():
+        out[name] = Fit(regression_scores(Y, z(X) @ w + b, float(Y_fit.mean()))) if len(X) else _undefined(label)
+    return out
+
+
+def fit_and_score(label: Label, X_train, Y_train, X_test, Y_test, cfg: ProbesSpec) -> Fit:
+    """One fit, one scored set (``fit_and_score_sets`` with a single set)."""
+    return fit_and_score_sets(label, X_train, Y_train, {"test": (X_test, Y_test)}, cfg)["test"]
 
 
 # ---------------------------------------------------------------------------- the whole run
@@ -298,30 +284,31 @@ def fit_and_score(label: Label, X_train, Y_train, X_test, Y_test, cfg: ProbeConf
 @dataclasses.dataclass
 class _Plan:
     rows: np.ndarray  # int64 [m]: index rows used by this probe
-    test: np.ndarray  # bool [m]
+    side: np.ndarray  # int8 [m]: FIT, VAL or TEST
     src: np.ndarray  # int64 [m]: permuted-label source (positions in rows)
     unmoved: int  # mazes alone in their shape class (they keep their own labels)
     agreement: float  # fraction of label entries the permutation leaves unchanged
 
 
-def _plan(label: Label, index, is_test: np.ndarray, cfg: ProbeConfig) -> _Plan:
+def _plan(label: Label, index, side: np.ndarray, cfg: ProbesSpec) -> _Plan:
     maze_id = index["maze_id"].to_numpy().astype(np.uint64)
     seed = [cfg.seed, zlib.crc32(label.name.encode())]
-    # subsample each side separately so both keep their share of the rows
+    # subsample each side separately so every side keeps its share of the rows
     keep = np.zeros_like(label.defined)
-    for side in (False, True):
-        side_rows = label.defined & (is_test == side)
+    for code in (FIT, VAL, TEST):
+        side_rows = label.defined & (side == code)
         budget = max(int(cfg.max_rows * side_rows.sum() / max(label.defined.sum(), 1)), 1)
-        keep |= subsample_by_maze(maze_id, side_rows, budget, seed + [int(side)])
+        keep |= subsample_by_maze(maze_id, side_rows, budget, seed + [int(code)])
     rows = np.flatnonzero(keep)
     kind = index["kind"].to_numpy()[rows].astype(str)
     kind_code = np.searchsorted(np.array(["path", "path_start", "target_end"]), kind).astype(np.int64)
     slot = kind_code * (1 << 32) + index["path_step"].to_numpy()[rows].astype(np.int64)
-    src, unmoved = permute_across_mazes(maze_id[rows], slot, is_test[rows].astype(np.int64), seed + [2])
+    # the permutation never crosses sides
+    src, unmoved = permute_across_mazes(maze_id[rows], slot, side[rows].astype(np.int64), seed + [3])
     # 1.0 when the label is a function of the shape alone (dist_to_target): the control is void
     values = label.values[rows]
     agreement = float((values[src] == values).mean()) if len(rows) else math.nan
-    return _Plan(rows, is_test[rows], src, unmoved, agreement)
+    return _Plan(rows, side[rows], src, unmoved, agreement)
 
 
 def _check_stores(trained, random_init) -> None:
@@ -338,26 +325,29 @@ def _check_stores(trained, random_init) -> None:
 
 
 def _json_float(x):
-    """NaN -> None (JSON null); floats rounded so last-bit BLAS noise never shows in metrics."""
+    """NaN -> None (JSON null); floats rounded so last-bit BLAS noise never shows in reports."""
     if isinstance(x, float):
         return round(x, 6) if math.isfinite(x) else None
     return x
 
 
-def run_probes(mazes, trained, random_init, cfg: ProbeConfig, names: list[str] | None = None,
+def run_probes(mazes, trained, random_init, cfg: ProbesSpec, names: list[str] | None = None,
                progress: bool = True) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
     """Fit every probe at every layer on both stores plus the permuted-label control.
 
-    ``trained`` / ``random_init`` are activation stores (``index``, ``layers``, ``load(layer)``).
-    Returns ``(metrics, per_output_f1)``: metrics is JSON-ready (NaN -> None), nested
-    probe -> {info, best_layer, layers: layer -> {trained, random_init, permuted, selectivity}};
-    per_output_f1[probe][layer] is the trained probe's F1 per cell/edge ``[K]`` (multilabel only).
+    ``trained`` / ``random_init`` are activation stores (``index``, ``layers``, ``load(layer)``);
+    ``cfg`` is ``params.probes`` (a ``ProbesSpec``). Each fit uses the FIT rows and is scored on
+    VAL and TEST. Returns ``(results, per_output_f1)``: results is JSON-ready (NaN -> None),
+    probe -> {info, void_controls, best_layer (by val), layers: layer -> {test, val: run ->
+    scores, selectivity (test)}} (docs/probes.md); per_output_f1[probe][layer] is the trained
+    probe's test F1 per cell/edge ``[K]`` (multilabel only).
     """
     _check_stores(trained, random_init)
     index = trained.index
     labels = build_labels(mazes, index, names)
-    is_test = split_by_maze(index["maze_id"].to_numpy().astype(np.uint64), cfg.test_frac, cfg.seed)
-    plans = {name: _plan(label, index, is_test, cfg) for name, label in labels.items()}
+    maze_id = index["maze_id"].to_numpy().astype(np.uint64)
+    side = split_sides(maze_id, cfg.test_frac, cfg.val_frac, cfg.seed)
+    plans = {name: _plan(label, index, side, cfg) for name, label in labels.items()}
     layers = list(trained.layers)
     results = {name: {layer: {} for layer in layers} for name in labels}
     per_output_f1: dict[str, dict[str, np.ndarray]] = {
@@ -374,41 +364,59 @@ def run_probes(mazes, trained, random_init, cfg: ProbeConfig, names: list[str] |
                     runs = [(model, Y)] + ([("permuted", Y[plan.src])] if model == "trained" else [])
                     for run, Y_run in runs:
                         bar.set_postfix_str(f"{name} {layer} {run}", refresh=False)
-                        tr, te = ~plan.test, plan.test
-                        fit = fit_and_score(label, X[tr], Y_run[tr], X[te], Y_run[te], cfg)
-                        results[name][layer][run] = fit.scores
-                        if run == "trained" and fit.per_output_f1 is not None:
-                            per_output_f1[name][layer] = fit.per_output_f1
+                        fit_rows = plan.side == FIT
+                        sets = {s: (X[plan.side == c], Y_run[plan.side == c]) for s, c in (("val", VAL), ("test", TEST))}
+                        fits = fit_and_score_sets(label, X[fit_rows], Y_run[fit_rows], sets, cfg)
+                        results[name][layer][run] = {s: f.scores for s, f in fits.items()}
+                        if run == "trained" and fits["test"].per_output_f1 is not None:
+                            per_output_f1[name][layer] = fits["test"].per_output_f1
                         bar.update(1)
     bar.close()
     return _assemble(labels, plans, results, layers), per_output_f1
 
 
+def _void_controls(plan: _Plan) -> dict[str, str]:
+    """Controls that are the real task again, with the reason: their selectivity is None."""
+    if math.isfinite(plan.agreement) and plan.agreement >= VOID_AGREEMENT:
+        return {"permuted": "the permuted labels equal the real ones (permuted_label_agreement 1.0)"}
+    return {}
+
+
+def _selectivity(trained: float, control: float, void: bool) -> float | None:
+    """trained - control main score; None when the control is void or either is undefined."""
+    if void or not (math.isfinite(trained) and math.isfinite(control)):
+        return None
+    return _json_float(float(trained - control))
+
+
 def _assemble(labels: dict[str, Label], plans: dict[str, _Plan], results: dict,
               layers: list[str]) -> dict:
-    metrics = {}
+    out = {}
     for name, label in labels.items():
         plan, main = plans[name], MAIN_SCORE[label.task]
+        void = _void_controls(plan)
         per_layer = {}
         for layer in layers:
             r = results[name][layer]
-            sel = {f"vs_{c}": r["trained"][main] - r[c][main] for c in CONTROLS}
             per_layer[layer] = {
-                run: {k: _json_float(v) for k, v in r[run].items()} for run in ("trained",) + CONTROLS
+                split: {run: {k: _json_float(v) for k, v in r[run][split].items()} for run in ("trained",) + CONTROLS}
+                for split in ("test", "val")
             }
-            per_layer[layer]["selectivity"] = {k: _json_float(float(v)) for k, v in sel.items()}
-        main_by_layer = np.array([results[name][l]["trained"][main] for l in layers], dtype=np.float64)
-        best = layers[int(np.nanargmax(main_by_layer))] if np.isfinite(main_by_layer).any() else None
-        metrics[name] = {
+            per_layer[layer]["selectivity"] = {
+                f"vs_{c}": _selectivity(r["trained"]["test"][main], r[c]["test"][main], c in void) for c in CONTROLS
+            }
+        val_main = np.array([results[name][l]["trained"]["val"][main] for l in layers], dtype=np.float64)
+        best = layers[int(np.nanargmax(val_main))] if np.isfinite(val_main).any() else None
+        out[name] = {
             "task": label.task,
             "main_score": main,
             "positions": list(TARGET_KINDS[name]),
             "n_outputs": label.n_outputs,
-            "n_train_rows": int((~plan.test).sum()),
-            "n_test_rows": int(plan.test.sum()),
+            **{f"n_{s}_rows": int((plan.side == c).sum()) for s, c in zip(SIDES, (FIT, VAL, TEST))},
             "permuted_unmoved_mazes": int(plan.unmoved),
             "permuted_label_agreement": _json_float(plan.agreement),
+            "void_controls": void,
             "best_layer": best,
             "layers": per_layer,
         }
-    return metrics
+    return out

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mazesearch.io import write_bytes_atomic
+from mazesearch.io import InputError, read_json, write_bytes_atomic
 
 ACT_FNS = ("gelu", "relu", "gelu_new", "silu")
 NORMALIZATIONS = ("LN", "none")
@@ -351,31 +351,50 @@ def save_checkpoint(model: GPT, directory: str | Path) -> None:
     write_bytes_atomic(directory / CONFIG_FILE, config_text.encode())
 
 
-def load_gpt(directory: str | Path, device: str | torch.device = "cpu") -> GPT:
-    """Load a checkpoint written by :func:`save_checkpoint` (bit-exact weights)."""
+def load_gpt(directory: str | Path, device: str | torch.device = "cpu", *, vocab=None,
+             vocab_path: str | Path | None = None) -> GPT:
+    """Load a checkpoint written by :func:`save_checkpoint` (bit-exact weights).
+
+    Raises :class:`~mazesearch.io.InputError` naming the file when a file is missing, the config
+    is not JSON or not a model config, the weights are not safetensors (random bytes, truncated)
+    or do not fit the config (missing or unexpected tensors, wrong shapes or dtypes). With
+    ``vocab`` (anything with a ``len``, e.g. a Vocab read from ``vocab_path``), the config's
+    d_vocab must equal its size: a model reads only the vocabulary it was trained on.
+    """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     directory = Path(directory)
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        if not (directory / name).is_file():
-            raise ValueError(f"{directory} is not a model checkpoint: {name} is missing")
+    hint = "re-run `dvc repro train`"
+    cfg_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    for path in (cfg_path, weights_path):
+        if not path.is_file():
+            raise InputError(path, f"{directory} is not a model checkpoint: {path.name} is missing", hint)
     try:
-        cfg = ModelConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text()))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{directory / CONFIG_FILE} is not valid JSON: {exc}") from None
+        cfg = ModelConfig.from_dict(read_json(cfg_path, "model config", hint))
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(cfg_path, f"is not a valid model config ({exc})", hint) from None
+    if vocab is not None and len(vocab) != cfg.d_vocab:
+        named = f" {vocab_path}" if vocab_path else ""
+        raise InputError(cfg_path, f"the model has d_vocab={cfg.d_vocab} but the vocabulary{named} has "
+                         f"{len(vocab)} tokens",
+                         "the model was trained on another vocabulary: re-run `dvc repro train`")
+    try:
+        state = load_file(weights_path)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise InputError(weights_path, f"is not a readable safetensors file ({exc})", hint) from None
     model = GPT(cfg)
-    state = load_file(directory / WEIGHTS_FILE)
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise ValueError(
-            f"{directory / WEIGHTS_FILE} does not fit its config: missing {missing}, unexpected {unexpected}"
-        )
+        raise InputError(weights_path, f"does not fit its config {CONFIG_FILE}: missing {missing[:4]}"
+                         f"{'...' if len(missing) > 4 else ''}, unexpected {unexpected[:4]}"
+                         f"{'...' if len(unexpected) > 4 else ''}", hint)
     for key, tensor in state.items():
-        if tensor.shape != expected[key].shape:
-            raise ValueError(
-                f"{directory / WEIGHTS_FILE}: {key} has shape {tuple(tensor.shape)}, "
-                f"config says {tuple(expected[key].shape)}"
-            )
+        if tensor.shape != expected[key].shape or tensor.dtype != expected[key].dtype:
+            raise InputError(weights_path, f"{key} has shape {tuple(tensor.shape)} {tensor.dtype}, config "
+                             f"{CONFIG_FILE} says {tuple(expected[key].shape)} {expected[key].dtype}", hint)
     model.load_state_dict(state)
     return model.to(device)

@@ -52,7 +52,14 @@ class RunLog:
             write_text_atomic(Path(curves_dir) / f"{name}.csv", "\n".join(lines) + "\n")
 
 
-def write_metrics(path: str | Path, metrics: dict[str, float | int]) -> None:
-    """Flat metrics JSON, keys in the given order, values rounded (see module doc)."""
-    text = json.dumps({k: _round(v) for k, v in metrics.items()}, indent=2)
+# What reports/train/metrics.json (a DVC metric) keeps of a run's final metrics: the headline.
+# The rest (train loss, tokens seen, ...) lives in the curves and in the stage's printout.
+HEADLINE_METRICS = ("val_exact_path", "val_loss", "val_path_loss", "steps")
+
+
+def write_metrics(path: str | Path, metrics: dict[str, float | int], keys: tuple[str, ...] | None = None) -> None:
+    """Flat metrics JSON, values rounded (see module doc): the given ``keys`` in that order, or
+    every key of ``metrics`` in its order."""
+    chosen = metrics if keys is None else {k: metrics[k] for k in keys}
+    text = json.dumps({k: _round(v) for k, v in chosen.items()}, indent=2)
     write_text_atomic(path, text + "\n")
