@@ -220,8 +220,8 @@ def _format(err: ValidationError) -> str:
             msg = "unknown key"
         got = e.get("input")
         got_txt = "" if e["type"] in ("extra_forbidden", "missing") or isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"  {key}: {msg}{got_txt}")
-    return "\n".join(lines)
+        lines.append(f"{key}: {msg}{got_txt}")
+    return "; ".join(lines)  # one line: a stage prints exactly one `error:` line
 
 
 def parse_params(raw: object, source: str = "params.yaml") -> Params:
@@ -230,7 +230,7 @@ def parse_params(raw: object, source: str = "params.yaml") -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
-        raise ParamsError(f"{source} is invalid:\n{_format(err)}") from None
+        raise ParamsError(f"{source} is invalid: {_format(err)}") from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -22,16 +22,14 @@ from pathlib import Path
 
 from mazesearch.data.maze import read_mazes
 from mazesearch.params import ActivationsSpec, ProbesSpec, load_params_or_exit
+from mazesearch.interp.activation_store import ActivationStore, check_store_mazes
 from mazesearch.interp.probes import run_probes
 from mazesearch.interp.probe_report import headline, write_reports
 from mazesearch.io import stage_main
 
 
-def open_store(path: Path):
-    # imported here: the cache module is C's; its reader must not pull in transformer_lens
-    from mazesearch.interp.activations import ActivationStore
-
-    return ActivationStore(path)
+def open_store(path: Path) -> ActivationStore:
+    return ActivationStore(path)  # a seam: tests hand in planted stores
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,7 +50,6 @@ def main(argv: list[str] | None = None) -> None:
     mazes = read_mazes(Path(args.mazes_dir) / f"{dataset}.parquet")
     acts = Path(args.activations_dir)
     trained, random_init = open_store(acts / "trained"), open_store(acts / "random")
-    from mazesearch.interp.activations import check_store_mazes
 
     for store in (trained, random_init):  # both caches were made from this maze file
         check_store_mazes(store, mazes.maze_id, Path(args.mazes_dir) / f"{dataset}.parquet")

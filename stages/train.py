@@ -1,5 +1,8 @@
 """Stage train: data/tokens/{train,val}.parquet -> models/ (weights + config), reports/train/.
 
+reports/train/ is a dvclive directory written as training goes (mazesearch/model/runlog.py):
+metrics.json (headline: final val exact-path rate and losses) and plots/metrics/{train,val}/*.tsv.
+
 Resumes from checkpoints/train/ when a killed run left state with the same params, data and
 training code; otherwise trains from scratch. checkpoints/ is scratch space outside DVC's
 outputs: the resume state is deleted once the outputs are written, and the wall-clock timing
@@ -13,7 +16,6 @@ from pathlib import Path
 from mazesearch.data.tokens import Vocab, read_tokens
 from mazesearch.io import StageError, stage_main, write_text_atomic
 from mazesearch.model.gpt import save_checkpoint
-from mazesearch.model.runlog import HEADLINE_METRICS, write_metrics
 from mazesearch.model.train import clear_training_state, train
 from mazesearch.params import load_params_or_exit, require_section
 
@@ -34,14 +36,13 @@ def main() -> None:
     vocab = Vocab.from_json(args.vocab)
     train_tokens, val_tokens = read_tokens(args.train, vocab=vocab), read_tokens(args.val, vocab=vocab)
     try:
-        result = train(model_spec, train_spec, train_tokens, val_tokens, vocab, checkpoint_dir=args.checkpoint_dir)
+        result = train(model_spec, train_spec, train_tokens, val_tokens, vocab,
+                       checkpoint_dir=args.checkpoint_dir, live_dir=args.reports_dir)
     except ValueError as exc:  # bad combination of params and data (n_ctx, batch_size, device)
         raise StageError(str(exc)) from None
 
     save_checkpoint(result.model.to("cpu"), args.model_dir)
-    reports = Path(args.reports_dir)
-    result.log.write_curves(reports / "curves")
-    write_metrics(reports / "metrics.json", result.metrics, keys=HEADLINE_METRICS)
+    result.log.finish(result.metrics)  # reports/train/metrics.json: the headline
     clear_training_state(args.checkpoint_dir)
     m = result.metrics
     timing = {"wall_s": round(result.wall_s, 1), "resumed_from": result.resumed_from,

@@ -14,7 +14,8 @@ from helpers import REL_TOL, rel_err
 
 import mazesearch.interp.activations as act
 from mazesearch.io import InputError, StageError
-from mazesearch.interp.activations import ActivationStore, NpyAppender, build_index, extract_activations, resolve_layers
+from mazesearch.interp.activation_store import ActivationStore
+from mazesearch.interp.activations import NpyAppender, build_index, extract_activations, resolve_layers
 from mazesearch.interp.bridge import to_bridge
 from mazesearch.data.dataset import build_mazes
 from mazesearch.data.maze import MazeBatch, write_mazes

@@ -82,8 +82,29 @@ def test_repro_runs_everything_then_is_a_noop(repo):
         assert (repo / "data" / "mazes" / f"{name}.parquet").stat().st_size > 0
         assert (repo / "data" / "tokens" / f"{name}.parquet").stat().st_size > 0
     _commit(repo, "first run")
+    lock = (repo / "dvc.lock").read_bytes()
     ran, out = _repro(repo)
     assert ran == set(), out
+    assert (repo / "dvc.lock").read_bytes() == lock
+
+
+def count_metrics(shown: dict) -> int:
+    """Values `dvc metrics show` prints: every non-null leaf of every metrics file."""
+    def leaves(node):
+        if isinstance(node, dict):
+            return sum(leaves(v) for v in node.values())
+        return 0 if node is None else 1
+    return sum(leaves(f.get("data", {})) for rev in shown.values() for f in rev["data"].values())
+
+
+def test_metrics_are_headlines_only(repo):
+    """A screenful: data 3 per dataset, train 4, evaluation 8 per suite, probes 4 per probe."""
+    import json
+
+    shown = json.loads(_run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], repo))
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    budget = 3 * len(params["datasets"]) + 4 + 8 * len(params["evaluate"]["suites"]) + 4 * 6
+    assert 0 < count_metrics(shown) <= budget
 
 
 def test_forced_rerun_gives_identical_bytes(repo):

@@ -182,9 +182,15 @@ def test_same_seed_same_weights_other_seed_differs(data, vocab):
     assert weights_sha(c.model) != weights_sha(a.model)
 
 
+def _tree(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def test_resume_after_kill_equals_uninterrupted(data, vocab, tmp_path):
+    """Weights, metrics and the dvclive files of a killed-then-resumed run equal an unbroken run's."""
     tokens, val = data
-    whole = train(MODEL, spec(), tokens, val, vocab, progress=False)
+    whole = train(MODEL, spec(), tokens, val, vocab, progress=False, live_dir=tmp_path / "whole")
+    whole.log.finish(whole.metrics)
 
     class Killed(Exception):
         pass
@@ -193,14 +199,21 @@ def test_resume_after_kill_equals_uninterrupted(data, vocab, tmp_path):
         if step == 17:
             raise Killed
 
+    ckpt = tmp_path / "ckpt"
     with pytest.raises(Killed):
-        train(MODEL, spec(), tokens, val, vocab, checkpoint_dir=tmp_path, progress=False, on_step=kill_at_17)
-    resumed = train(MODEL, spec(), tokens, val, vocab, checkpoint_dir=tmp_path, progress=False)
+        train(MODEL, spec(), tokens, val, vocab, checkpoint_dir=ckpt, progress=False, on_step=kill_at_17,
+              live_dir=tmp_path / "resumed")
+    resumed = train(MODEL, spec(), tokens, val, vocab, checkpoint_dir=ckpt, progress=False,
+                    live_dir=tmp_path / "resumed")
+    resumed.log.finish(resumed.metrics)
     assert resumed.resumed_from == 15  # last checkpoint (checkpoint_every=5) before the kill
     assert weights_sha(resumed.model) == weights_sha(whole.model)
     assert resumed.metrics == whole.metrics and resumed.log.curves == whole.log.curves
-    # a finished run leaves its final state: rerunning resumes at the end and changes nothing
-    again = train(MODEL, spec(), tokens, val, vocab, checkpoint_dir=tmp_path, progress=False)
+    files = _tree(tmp_path / "whole")
+    assert "metrics.json" in files and "plots/metrics/val/exact_path.tsv" in files
+    assert _tree(tmp_path / "resumed") == files
+    assert not any(b"time" in line for f in files.values() for line in f.splitlines()[:1])  # no timestamps
+    again = train(MODEL, spec(), tokens, val, vocab, checkpoint_dir=ckpt, progress=False)
     assert again.resumed_from == spec().max_steps and again.metrics == whole.metrics
 
 
@@ -312,13 +325,14 @@ def test_stage_writes_model_metrics_and_curves(data, vocab, tmp_path, monkeypatc
     monkeypatch.setattr(sys, "argv", argv)
     stage.main()
     outputs = ["models/model.safetensors", "models/model_config.json", "reports/metrics.json",
-               "reports/curves/train.csv", "reports/curves/val.csv"]
+               "reports/plots/metrics/train/loss.tsv", "reports/plots/metrics/val/exact_path.tsv"]
     first = {name: (tmp_path / name).read_bytes() for name in outputs}
     metrics = json.loads(first["reports/metrics.json"])
-    assert list(metrics) == ["val_exact_path", "val_loss", "val_path_loss", "steps"]
-    assert metrics["steps"] == 12
-    header = first["reports/curves/val.csv"].decode().splitlines()[0].split(",")
-    assert header[0] == "step" and "val_exact_path" in header
+    assert list(metrics) == ["val_exact_path", "val_loss", "val_path_loss", "step"]
+    assert metrics["step"] == 12  # dvclive's: the last logged step
+    rows = first["reports/plots/metrics/val/exact_path.tsv"].decode().splitlines()
+    assert rows[0] == "step\texact_path" and rows[-1].split("\t")[0] == "12"
+    assert not (tmp_path / "ckpt" / "state.pt").exists()  # resume state: killed runs only
     model = load_gpt(tmp_path / "models")
     assert model.cfg.n_ctx == int(max(tokens.lengths.max(), val.lengths.max()))
     assert model.cfg.d_vocab == len(vocab)

@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
         _child(Path(args.child[0]), int(args.child[1]), args.child[2], args.batch_size)
         return
 
-    from mazesearch.interp.activations import ActivationStore, extract_activations
+    from mazesearch.interp.activation_store import ActivationStore
+    from mazesearch.interp.activations import extract_activations
     from mazesearch.data.dataset import build_mazes
     from mazesearch.model.gpt import GPT, ModelConfig, save_checkpoint
     from mazesearch.data.tokens import TokenizerOptions, Vocab, encode, write_tokens

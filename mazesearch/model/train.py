@@ -303,10 +303,13 @@ def train(
     checkpoint_dir: str | Path | None = None,
     progress: bool = True,
     on_step: Callable[[int], None] | None = None,
+    live_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train a fresh GPT (or resume the matching checkpoint) and evaluate it on all of val.
 
     ``on_step(step)`` is called after every completed step (after any checkpoint is saved).
+    With ``live_dir`` the curves are written there by dvclive as training goes (runlog.py);
+    the caller closes the log with ``result.log.finish(result.metrics)``.
     """
     ts = train_spec
     t0 = time.perf_counter()
@@ -322,7 +325,7 @@ def train(
     optimizer = make_optimizer(model, ts.lr, ts.weight_decay, ts.beta1, ts.beta2, fused_ok=device.type == "cuda")
     fingerprint = run_fingerprint(model_spec, ts, cfg, device, train_tokens, val_tokens, vocab)
 
-    log = RunLog()
+    log = RunLog(live_dir)
     step, tokens_seen, window = 0, 0, [0.0, 0]  # window: summed loss and steps since last row
     state = load_training_state(checkpoint_dir, fingerprint)
     if state is not None:
@@ -370,8 +373,8 @@ def train(
             window, t_window, tok_window = [0.0, 0], time.perf_counter(), 0
         if step % ts.eval_every == 0 or step == ts.max_steps:
             val = evaluate_teacher_forced(model, val_tokens, quick_val, pad_id, ts.batch_size, ts.loss_on, device, ts.bf16)
-            log.log("val", step, val_loss=val["loss"], val_path_loss=val["path_loss"],
-                    val_exact_path=val["exact_path"], val_path_token_acc=val["path_token_acc"])
+            log.log("val", step, loss=val["loss"], path_loss=val["path_loss"],
+                    exact_path=val["exact_path"], path_token_acc=val["path_token_acc"])
         if checkpoint_dir is not None and (step % ts.checkpoint_every == 0 or step == ts.max_steps):
             checkpoint()
         if bar is not None:
