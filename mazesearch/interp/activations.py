@@ -10,7 +10,7 @@ Two ways to compute the same activations (``backend``):
 
 * ``"gpt"``: the hook-free training module, read at the residual stream (``GPT.residual_stream``:
   the embeddings entering block 0 and every block's output). Fast; tests/test_activations.py
-  proves it equals the TransformerLens bridge's ``run_with_cache`` at the same hooks to <= 1e-4.
+  proves it equals the TransformerLens bridge's ``run_with_cache`` at the same hooks (relative 5e-5).
 * ``"bridge"``: TransformerLens' ``run_with_cache(names_filter=...)``; any hook whose activation is
   shaped ``[batch, pos, ...]`` (``blocks.0.mlp.hook_post``, ``blocks.1.attn.hook_z``, ...).
 
