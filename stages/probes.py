@@ -4,8 +4,9 @@ Reads ``data/mazes/<activations.dataset>.parquet`` and the two activation stores
 ``data/activations/trained`` and ``data/activations/random`` (a random-init model of the same
 architecture). Writes, all at once (into ``<out>.tmp`` then renamed):
 
-    metrics.json            the headline (a DVC metric): probe -> {best_layer (chosen on the
-                            val split), test_score, selectivity_vs_random_init,
+    metrics/<probe>.json    the headline (a DVC metric, one file per probe so that
+                            `dvc metrics show` has one row per probe): {best_layer (chosen on
+                            the val split), test_score, selectivity_vs_random_init,
                             selectivity_vs_permuted} (null: void or undefined)
     details.json            probe -> {split sizes, void_controls, best_layer, layers: layer ->
                             {test, val: run -> scores, selectivity}} (docs/probes.md)

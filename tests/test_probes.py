@@ -8,6 +8,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
@@ -436,8 +437,10 @@ def test_stage_writes_reports(tmp_path, monkeypatch):
         "--params", str(params), "--mazes-dir", str(tmp_path / "mazes"),
         "--activations-dir", str(tmp_path / "acts"), "--out-dir", str(out), "--quiet",
     ])
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = {p.stem: json.loads(p.read_text()) for p in sorted((out / "metrics").glob("*.json"))}
     details = json.loads((out / "details.json").read_text())
+    dvc_metrics = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["probes"]["metrics"]
+    assert {next(iter(m)) for m in dvc_metrics} == {f"reports/probes/metrics/{name}.json" for name in metrics}
     assert set(metrics) == set(details) and len(metrics) == 6
     for name, head in metrics.items():  # the headline: a few numbers per probe, taken from details
         assert list(head) == ["best_layer", "test_score", "selectivity_vs_random_init", "selectivity_vs_permuted"]

@@ -59,7 +59,9 @@ def _dump(doc, path: Path, **kw) -> None:
 
 def _write_all(results: dict, per_output_f1: dict, grid_n: int, tmp: Path) -> None:
     (tmp / "by_layer").mkdir()
-    _dump(headline(results), tmp / "metrics.json")
+    (tmp / "metrics").mkdir()
+    for name, head in headline(results).items():  # one file per probe: the same four columns
+        _dump(head, tmp / "metrics" / f"{name}.json")  # in `dvc metrics show`, one row per probe
     _dump(results, tmp / "details.json")  # layers in model order
     for name, probe in results.items():
         (tmp / "by_layer" / f"{name}.csv").write_text(by_layer_csv(probe))
