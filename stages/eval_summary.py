@@ -31,16 +31,15 @@ def main() -> None:
     params = load_params_or_exit(args.params)
     require_section(params, "evaluate", "eval_summary")
     details_dir = Path(args.details_dir)
-    details = {}
+    rows = {}
     for suite in params.evaluate.suites:
         path = details_dir / f"{suite}.json"
         hint = f"run `dvc repro evaluate@{suite}`"
-        details[suite] = read_json(path, "suite report", hint)
+        doc = read_json(path, "suite report", hint)
         try:  # JSON that is not a suite report (not an object, keys missing): that file's error
-            summarize({suite: details[suite]})
+            rows.update(summarize({suite: doc}))
         except (KeyError, TypeError, AttributeError, IndexError) as exc:
             raise InputError(path, f"is not a suite report ({type(exc).__name__}: {exc})", hint) from None
-    rows = summarize(details)
     out = Path(args.out_dir)
     write_json_atomic(out / "summary.json", rows)
     write_text_atomic(out / "summary.md", markdown(rows))

@@ -23,7 +23,6 @@ This module imports transformer_lens only inside the bridge backend.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Callable, Sequence
@@ -35,7 +34,7 @@ import pyarrow.parquet as pq
 import torch
 
 from mazesearch.interp.activation_store import FORMAT, INDEX_FILE, META_FILE, ActivationStore
-from mazesearch.io import atomic_dir
+from mazesearch.io import atomic_dir, write_json_atomic
 from mazesearch.model.gpt import GPT
 from mazesearch.data.tokens import PATH_END, PATH_START, TARGET_END, TokenBatch, Vocab
 
@@ -333,7 +332,7 @@ def extract_activations(model: GPT, tokens: TokenBatch, vocab: Vocab, grid_n: in
             "layers": [{"name": l, "file": f"{l}.npy", "width": widths[l], "aliases": aliases[l]} for l in layers],
             "rows_per_kind": {k: int((index["kind"] == k).sum()) for k in positions},
         }
-        (tmp / META_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        write_json_atomic(tmp / META_FILE, doc, sort_keys=True)
     return ActivationStore(out_dir)
 
 

@@ -6,13 +6,12 @@ Everything is written into ``<out>.tmp/`` and swapped in at the end (mazesearch.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from mazesearch.io import atomic_dir
+from mazesearch.io import atomic_dir, write_json_atomic
 from mazesearch.viz.render import render_cell_heatmap, render_edge_heatmap
 
 POSITIVE_CLASS = {"future_path": "still ahead", "on_solution": "on a shortest path", "walls": "open"}
@@ -53,16 +52,12 @@ def write_reports(results: dict, per_output_f1: dict, grid_n: int, out_dir: Path
         _write_all(results, per_output_f1, grid_n, tmp)
 
 
-def _dump(doc, path: Path, **kw) -> None:
-    path.write_text(json.dumps(doc, indent=2, allow_nan=False, **kw) + "\n")
-
-
 def _write_all(results: dict, per_output_f1: dict, grid_n: int, tmp: Path) -> None:
     (tmp / "by_layer").mkdir()
     (tmp / "metrics").mkdir()
     for name, head in headline(results).items():  # one file per probe: the same four columns
-        _dump(head, tmp / "metrics" / f"{name}.json")  # in `dvc metrics show`, one row per probe
-    _dump(results, tmp / "details.json")  # layers in model order
+        write_json_atomic(tmp / "metrics" / f"{name}.json", head)  # in `dvc metrics show`, one row per probe
+    write_json_atomic(tmp / "details.json", results)  # layers in model order
     for name, probe in results.items():
         (tmp / "by_layer" / f"{name}.csv").write_text(by_layer_csv(probe))
     maps = {}
@@ -75,4 +70,4 @@ def _write_all(results: dict, per_output_f1: dict, grid_n: int, tmp: Path) -> No
             render_edge_heatmap(values, grid_n, tmp / f"{name}_f1.png", title=title)
         else:
             render_cell_heatmap(values, grid_n, tmp / f"{name}_f1.png", title=title)
-    _dump(maps, tmp / "per_output_f1.json", sort_keys=True)
+    write_json_atomic(tmp / "per_output_f1.json", maps, sort_keys=True)
