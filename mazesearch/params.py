@@ -132,6 +132,7 @@ class TrainSpec(_Strict):
     checkpoint_every: int = Field(default=500, gt=0)
     num_threads: int = Field(default=2, ge=1)  # torch CPU threads (results may depend on it)
     seed: int = Field(default=0, ge=0)
+    length_window: int = Field(default=1, ge=1)  # batches per length-sorted window (1: no bucketing)
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> "TrainSpec":

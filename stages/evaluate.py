@@ -8,7 +8,8 @@
                                            fork, feedable, leakage
         reports/eval/details/<suite>.json  everything else: means of every metric, model and
                                            baseline, tokenizer options, feedability, n_ctx, ...
-        reports/eval/pictures/<suite>.png  sample mazes with predicted paths, failures first
+
+Pictures are drawn from the predictions by stage pictures, so picture params never rerun this.
 
 The suite's tokenizer options are params ``tokenizer.*`` overridden by
 ``evaluate.suites.<suite>.tokenizer``; the same ``encode`` as stage tokenize, so with no
@@ -39,7 +40,6 @@ def main() -> None:
     ap.add_argument("--predictions-dir", default="data/predictions")
     ap.add_argument("--reports-dir", default="reports/eval/suites", help="headline metrics")
     ap.add_argument("--details-dir", default="reports/eval/details")
-    ap.add_argument("--pictures-dir", default="reports/eval/pictures")
     args = ap.parse_args()
 
     params = load_params_or_exit(args.params)
@@ -71,17 +71,6 @@ def main() -> None:
     details = rounded({"suite": args.suite, "dataset": spec.dataset, **r, "leakage": leakage})
     write_json_atomic(Path(args.details_dir) / f"{args.suite}.json", details)
     write_json_atomic(Path(args.reports_dir) / f"{args.suite}.json", headline(details))
-
-    if ev.n_pictures > 0 and len(batch):
-        from mazesearch.evaluation.suite import picture_rows
-        from mazesearch.viz.render import render_mazes
-
-        idx = picture_rows(result.failed, ev.n_pictures)
-        who = "" if r["feedable"] else " (baseline)"
-        titles = [f"#{i}: {int(batch.forks_on_path[i])} forks{who}" for i in idx]
-        render_mazes(batch, idx, Path(args.pictures_dir) / f"{args.suite}.png",
-                     predicted=[result.shown_walks.walk(i).tolist() for i in idx],
-                     failed=result.failed[idx], titles=titles)
 
     model_txt = f"model exact {r['model']['exact_path']:.3f}" if r["feedable"] else f"not feedable ({r['reason']})"
     print(f"evaluate {args.suite}: {len(batch)} mazes, {model_txt}, baseline exact "

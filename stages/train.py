@@ -46,11 +46,13 @@ def main() -> None:
     clear_training_state(args.checkpoint_dir)
     m = result.metrics
     timing = {"wall_s": round(result.wall_s, 1), "resumed_from": result.resumed_from,
-              "tokens_per_s": round(result.tokens_per_s), "device": str(result.device)}
+              "tokens_per_s": round(result.tokens_per_s), "padding_frac": round(result.padding_frac, 4),
+              "device": str(result.device)}
     write_text_atomic(Path(args.checkpoint_dir) / "timing.json", json.dumps(timing, indent=2) + "\n")
     print(
         f"train: {m['steps']} steps on {result.device}, {m['tokens_seen']} tokens, {result.wall_s:.0f}s "
-        f"({result.tokens_per_s:.0f} tokens/s) (resumed at step {result.resumed_from}); "
+        f"({result.tokens_per_s:.0f} real tokens/s, {100 * result.padding_frac:.1f}% padding) "
+        f"(resumed at step {result.resumed_from}); "
         f"val loss {m['val_loss']:.4f}, exact path {m['val_exact_path']:.3f}"
     )
 

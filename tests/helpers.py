@@ -27,8 +27,8 @@ def tiny(**overrides):
 @contextlib.contextmanager
 def one_torch_thread():
     """Run torch on one intra-op thread, then restore the count: tiny models on a shared 2-core
-    box only gain contention from more. Enter it *after* building mazes: the process's first
-    parallel numba kernel (numba and torch share OpenMP) resets the thread count torch uses."""
+    box only gain contention from more. (numba's kernels run on its workqueue pool, not OpenMP,
+    so building mazes inside the block does not change torch's count: mazesearch/data/jit.py.)"""
     import torch
 
     before = torch.get_num_threads()

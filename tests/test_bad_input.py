@@ -65,6 +65,12 @@ def valid(tmp_path_factory) -> Path:
                       n_ctx=max_sequence_length(3, TokenizerOptions()))
     model = GPT(cfg, seed=0)
     save_checkpoint(model, root / "models")
+    from mazesearch.data.maze import write_parquet_atomic
+    from mazesearch.evaluation.suite import evaluate_suite
+
+    test_mazes = build_mazes(**params["datasets"]["test"])[0]
+    result = evaluate_suite(model, test_mazes, vocab, TokenizerOptions(), baseline_seed=0, batch_size=8)
+    write_parquet_atomic(result.table, root / "predictions" / "test.parquet")
     for role, m in (("trained", model), ("random", GPT(cfg, seed=1))):
         extract_activations(m, tokens["test"], vocab, 3, root / "acts" / role, n_mazes=8, batch_size=8,
                             meta={"dataset": "test", "model": role})
@@ -160,13 +166,15 @@ class Case:
 
 
 TRAIN_OUT = ["out/models/model.safetensors", "out/models/model_config.json", "out/reports/metrics.json"]
-EVAL_OUT = ["out/predictions/test.parquet", "out/suites/test.json", "out/details/test.json", "out/pictures/test.png"]
+EVAL_OUT = ["out/predictions/test.parquet", "out/suites/test.json", "out/details/test.json"]
 TRAIN = ("train --params {w}/params.yaml --train {w}/tokens/train.parquet --val {w}/tokens/val.parquet "
          "--vocab {w}/vocab.json --model-dir {w}/out/models --reports-dir {w}/out/reports "
          "--checkpoint-dir {w}/out/checkpoints")
 EVALUATE = ("evaluate test --params {w}/params.yaml --mazes-dir {w}/mazes --vocab {w}/vocab.json "
             "--model-dir {w}/models --predictions-dir {w}/out/predictions --reports-dir {w}/out/suites "
-            "--details-dir {w}/out/details --pictures-dir {w}/out/pictures")
+            "--details-dir {w}/out/details")
+PICTURES = ("pictures --params {w}/params.yaml --mazes-dir {w}/mazes --predictions-dir {w}/predictions "
+            "--out-dir {w}/out/pictures")
 ACTIVATIONS = ("activations --params {w}/params.yaml --model-dir {w}/models --tokens-dir {w}/tokens "
                "--mazes-dir {w}/mazes --vocab {w}/vocab.json --out-dir {w}/out/acts")
 PROBES = "probes --params {w}/params.yaml --mazes-dir {w}/mazes --activations-dir {w}/acts --out-dir {w}/out/probes --quiet"
@@ -211,6 +219,13 @@ CASES = {
     "activations-config-not-json": Case(
         "activations", ACTIVATIONS, "models/model_config.json", write_text('{"d_model": 16,'), "not valid JSON",
         ["out/acts"]),
+    # predictions read by pictures
+    "pictures-truncated-predictions": Case(
+        "pictures", PICTURES, "predictions/test.parquet", truncate, "not readable Parquet", ["out/pictures"]),
+    "pictures-predictions-of-other-mazes": Case(
+        "pictures", PICTURES, "predictions/test.parquet",
+        lambda p: shutil.copy(p.parents[1] / "mazes" / "val.parquet", p.parents[1] / "mazes" / "test.parquet"),
+        "are not for these", ["out/pictures"]),
     # suite reports (details JSON) read by eval_summary
     "eval_summary-truncated-report": Case(
         "eval_summary", "eval_summary --params {w}/params.yaml --details-dir {w}/details --out-dir {w}/out/eval",

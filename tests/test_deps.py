@@ -94,11 +94,11 @@ def test_every_stage_import_is_a_dep(dvc):
 
 def test_the_check_catches_a_missing_dep(dvc):
     broken = copy.deepcopy(dvc)
-    deps = broken["stages"]["evaluate"]["do"]["deps"]
-    deps.remove("mazesearch/viz")  # evaluate draws pictures with mazesearch/viz/render.py
+    deps = broken["stages"]["pictures"]["deps"]
+    deps.remove("mazesearch/viz")  # pictures are drawn with mazesearch/viz/render.py
     problems = uncovered(broken)
-    assert list(problems) == ["evaluate"]
-    assert "missing mazesearch/viz/render.py" in problems["evaluate"]
+    assert list(problems) == ["pictures"]
+    assert "missing mazesearch/viz/render.py" in problems["pictures"]
 
 
 def test_the_check_catches_an_unused_dep(dvc):

@@ -255,14 +255,14 @@ def _reads(raw):
 
     tok_text = [k for k in _fields(TokenizerSpec, "tokenizer") if k != "tokenizer.max_grid_n"]  # max_grid_n: via data/vocab.json
     reads = {"vocab": ["tokenizer.max_grid_n"], "train": _fields(ModelSpec, "model") + _fields(TrainSpec, "train"),
-             "eval_summary": ["evaluate.suites"], "activations": _fields(ActivationsSpec, "activations"),
+             "eval_summary": ["evaluate.suites"], "pictures": ["evaluate.suites", "evaluate.n_pictures"], "activations": _fields(ActivationsSpec, "activations"),
              "probes": _fields(ProbesSpec, "probes") + ["activations.dataset"]}
     for name in raw["datasets"]:
         reads[f"generate@{name}"] = under(f"datasets.{name}.") + ["datasets.train"]
         reads[f"tokenize@{name}"] = tok_text
     for suite in raw["evaluate"]["suites"]:
         reads[f"evaluate@{suite}"] = (tok_text + under(f"evaluate.suites.{suite}.")
-                                      + [k for k in _fields(EvaluateSpec, "evaluate") if k != "evaluate.suites"])
+                                      + [k for k in _fields(EvaluateSpec, "evaluate") if k not in ("evaluate.suites", "evaluate.n_pictures")])
     return reads
 
 

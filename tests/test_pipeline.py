@@ -48,6 +48,10 @@ def _set_param(repo, dotted, value):
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
+def _suites(repo):
+    return yaml.safe_load((repo / "params.yaml").read_text())["evaluate"]["suites"]
+
+
 def _stage_names(repo):
     out = _run([sys.executable, "-m", "dvc", "stage", "list", "--names-only"], repo)
     return {line.strip() for line in out.splitlines() if line.strip()}
@@ -184,6 +188,7 @@ def _downstream(repo, changed_stages):
         ("evaluate.baseline_seed", 1, ("evaluate@",)),
         ("activations.control_seed", 99, ("activations",)),
         ("probes.C", 0.5, ("probes",)),
+        ("evaluate.n_pictures", 3, ("pictures",)),
     ],
 )
 def test_changing_a_key_reruns_only_downstream(repo, key, value, readers):
@@ -199,6 +204,9 @@ def test_changing_a_key_reruns_only_downstream(repo, key, value, readers):
         assert not any(s.startswith(("generate", "vocab")) for s in ran)
     if key.startswith("probes."):
         assert ran == {"probes"}
+    if key == "evaluate.n_pictures":  # pictures are drawn apart: no rollout reruns
+        assert ran == {"pictures"}, out
+        assert len(list((repo / "reports" / "eval" / "pictures").glob("*.png"))) == len(_suites(repo))
     _commit(repo, f"change {key}")
     ran, out = _repro(repo)
     assert ran == set(), out

@@ -258,7 +258,7 @@ def test_evaluate_and_summary_stages(tmp_path, monkeypatch, capsys):
     from mazesearch.data.tokens import read_tokens, write_tokens
     from mazesearch.io import InputError
     from mazesearch.params import suite_tokenizer
-    from stages import eval_summary, evaluate, tokenize
+    from stages import eval_summary, evaluate, pictures, tokenize
 
     def suite_opts(params, suite):
         return TokenizerOptions(**suite_tokenizer(params, suite))
@@ -329,7 +329,6 @@ def test_evaluate_and_summary_stages(tmp_path, monkeypatch, capsys):
         assert report["leakage"] == 0
         assert 0 < report["baseline"]["exact_path"] <= 1
         assert report["baseline"]["valid_path"] == 1.0  # the walker never makes an illegal move
-        assert Path(f"reports/eval/pictures/{suite}.png").exists()
         base = table.column("baseline_exact_path").to_numpy(zero_copy_only=False)
         assert base.mean() == pytest.approx(head["baseline_exact"], abs=1e-6)
         assert head["baseline_exact"] == report["baseline"]["exact_path"]
@@ -352,6 +351,10 @@ def test_evaluate_and_summary_stages(tmp_path, monkeypatch, capsys):
                 wilson_interval(int(exact.sum()), n), abs=1e-6)
             assert head["model_valid"] == report["model"]["valid_path"]
             assert head["model_first_fork"] == report["model"]["first_fork_correct"]
+    monkeypatch.setattr(sys, "argv", ["pictures"])  # drawn from the predictions alone
+    pictures.main()
+    assert sorted(p.name for p in Path("reports/eval/pictures").iterdir()) == sorted(f"{s}.png" for s in suites)
+    assert "pictures big: 3 mazes" in capsys.readouterr().out
     # same params -> byte-identical outputs
     outs = ["data/predictions/test.parquet", "reports/eval/suites/test.json", "reports/eval/details/test.json"]
     before = [Path(f).read_bytes() for f in outs]

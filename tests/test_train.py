@@ -16,9 +16,9 @@ from mazesearch.model.gpt import GPT, ModelConfig
 from mazesearch.params import ModelSpec, TrainSpec
 from mazesearch.model.schedule import lr_at, param_groups
 from mazesearch.data.tokens import PATH_END, PATH_START, TokenBatch, Vocab, encode, write_tokens
-from mazesearch.model.train import (
-    DataOrder, evaluate_teacher_forced, make_lm_batch, padded_sequences, resolve_n_ctx, target_masks, train,
-)
+from mazesearch.model import batches as batches_mod
+from mazesearch.model.batches import DataOrder, DeviceBatcher, make_lm_batch, padded_sequences, target_masks
+from mazesearch.model.train import evaluate_teacher_forced, resolve_n_ctx, train
 
 MODEL = ModelSpec(d_model=32, n_layers=2, n_heads=2, d_head=16, d_mlp=64, seed=0)
 
@@ -103,7 +103,8 @@ def test_loss_mask_selects_exactly_the_path_targets(data, vocab):
     assert torch.equal(everything.path_mask, batch.path_mask)
 
 
-def test_training_feeds_the_stored_tokens(data, vocab, monkeypatch):
+@pytest.mark.parametrize("window", [1, 4])
+def test_training_feeds_the_stored_tokens(data, vocab, monkeypatch, window):
     tokens, val = data
     fed = []
 
@@ -114,9 +115,9 @@ def test_training_feeds_the_stored_tokens(data, vocab, monkeypatch):
             return super().forward(x)
 
     monkeypatch.setattr(train_mod, "GPT", Spy)
-    ts = spec(max_steps=3, warmup_steps=1, eval_every=100)
+    ts = spec(max_steps=3, warmup_steps=1, eval_every=100, length_window=window)
     train(MODEL, ts, tokens, val, vocab, progress=False)
-    order = DataOrder(len(tokens), ts.batch_size, ts.seed)
+    order = DataOrder(len(tokens), ts.batch_size, ts.seed, tokens.lengths, window)
     assert len(fed) == 3
     for step, x in enumerate(fed):
         rows = order.rows(step)
@@ -135,6 +136,75 @@ def test_data_order_is_epoch_permutations():
     assert not np.array_equal(DataOrder(10, 3, seed=8).rows(0), DataOrder(10, 3, seed=7).rows(0))
     with pytest.raises(ValueError, match="batch_size"):
         DataOrder(n_rows=2, batch_size=3, seed=0)
+
+
+def test_length_buckets_reorder_within_windows_and_cut_padding():
+    lengths = np.random.default_rng(0).integers(20, 121, size=1000)  # very mixed sequence lengths
+    bs, window, seed = 16, 16, 3
+    plain = DataOrder(1000, bs, seed)
+    bucketed = DataOrder(1000, bs, seed, lengths, window)
+    per_epoch = plain.batches_per_epoch  # 62: windows of 16 batches, the last one of 14
+    np.testing.assert_array_equal(plain.rows(0), np.random.default_rng([seed, 0]).permutation(1000)[:bs])
+    for epoch in range(2):
+        steps = range(epoch * per_epoch, (epoch + 1) * per_epoch)
+        got = [bucketed.rows(s) for s in steps]
+        want = [plain.rows(s) for s in steps]
+        for w in range(0, per_epoch, window):  # same rows per window as the plain order, reordered
+            assert sorted(np.concatenate(got[w:w + window]).tolist()) == sorted(np.concatenate(want[w:w + window]).tolist())
+        assert len(set(np.concatenate(got).tolist())) == per_epoch * bs  # each row at most once
+        assert [g.tolist() for g in got] != [w.tolist() for w in want]
+        assert batches_mod.padding_fraction(lengths, got) < 0.05 < 0.3 < batches_mod.padding_fraction(lengths, want)
+    fresh = DataOrder(1000, bs, seed, lengths, window)  # a pure function of the step, any access order
+    for s in (70, 3, 123, 62, 61):
+        np.testing.assert_array_equal(fresh.rows(s), bucketed.rows(s))
+    with pytest.raises(ValueError, match="one length per"):
+        DataOrder(1000, bs, seed, lengths[:10], window)
+
+
+def test_hand_computed_padding_fraction():
+    lengths = np.array([5, 3, 9, 9])  # inputs are 4, 2, 8, 8 positions
+    assert batches_mod.padding_fraction(lengths, [np.array([0, 1])]) == pytest.approx(2 / 8)
+    assert batches_mod.padding_fraction(lengths, [np.array([0, 1]), np.array([2, 3])]) == pytest.approx(2 / 24)
+
+
+@pytest.mark.parametrize("loss_on", ["path", "all"])
+def test_device_batcher_equals_make_lm_batch(data, vocab, loss_on):
+    tokens, _ = data
+    batcher = DeviceBatcher(tokens, vocab.pad_id, loss_on, "cpu")
+    for rows in (np.array([3]), np.arange(0, 200, 7), np.argsort(tokens.lengths)[[0, -1, 5]]):
+        want, got = make_lm_batch(tokens, rows, vocab.pad_id, loss_on), batcher.batch(rows)
+        for name in ("inputs", "targets", "loss_mask", "path_mask"):
+            assert torch.equal(getattr(got, name), getattr(want, name)), name
+        assert got.n_tokens == want.n_tokens
+
+
+@pytest.mark.parametrize("positional", ["learned", "rotary"])
+def test_padded_loss_equals_the_unpadded_losses(data, vocab, positional):
+    """A right-padded batch of mixed lengths gives the sum of each sequence's loss computed
+    alone without padding (causal attention: padding never reaches a real position)."""
+    from helpers import REL_TOL
+
+    tokens, _ = data
+    rows = np.argsort(tokens.lengths)[[0, 50, 120, -1]]  # shortest to longest
+    assert len(set(tokens.lengths[rows].tolist())) > 2
+    cfg = ModelConfig(d_model=32, n_layers=2, n_heads=2, d_head=16, d_mlp=64, n_ctx=int(tokens.lengths.max()),
+                      d_vocab=len(vocab), positional=positional)
+    model = GPT(cfg, seed=1).eval()
+    pad = vocab.token_to_id["<PADDING>"]
+    with torch.no_grad():
+        for loss_on in ("all", "path"):
+            b = make_lm_batch(tokens, rows, pad, loss_on)
+            padded, n = train_mod.masked_cross_entropy(model(b.inputs), b.targets, b.loss_mask)
+            alone, n_alone = 0.0, 0
+            for r in rows:
+                one = make_lm_batch(tokens, np.array([r]), pad, loss_on)
+                assert one.inputs.shape[1] == tokens.lengths[r] - 1  # no padding at all
+                loss, k = train_mod.masked_cross_entropy(model(one.inputs), one.targets, one.loss_mask)
+                alone, n_alone = alone + float(loss), n_alone + k
+            assert n == n_alone
+            assert abs(float(padded) - alone) <= REL_TOL * abs(alone)
+            mean = train_mod.mean_masked_cross_entropy(model(b.inputs), b.targets, b.loss_mask)  # the loop's loss
+            assert abs(float(mean) - alone / n_alone) <= REL_TOL * abs(alone / n_alone)
 
 
 # ---------------------------------------------------------------------------- schedule and optimizer
@@ -186,10 +256,13 @@ def _tree(root):
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_resume_after_kill_equals_uninterrupted(data, vocab, tmp_path):
-    """Weights, metrics and the dvclive files of a killed-then-resumed run equal an unbroken run's."""
+@pytest.mark.parametrize("window", [1, 4])
+def test_resume_after_kill_equals_uninterrupted(data, vocab, tmp_path, window):
+    """Weights, metrics and the dvclive files of a killed-then-resumed run equal an unbroken run's
+    (with length bucketing too: the killed run stops inside a window of 4 batches)."""
     tokens, val = data
-    whole = train(MODEL, spec(), tokens, val, vocab, progress=False, live_dir=tmp_path / "whole")
+    ts = lambda: spec(length_window=window)  # noqa: E731
+    whole = train(MODEL, ts(), tokens, val, vocab, progress=False, live_dir=tmp_path / "whole")
     whole.log.finish(whole.metrics)
 
     class Killed(Exception):
@@ -201,9 +274,9 @@ def test_resume_after_kill_equals_uninterrupted(data, vocab, tmp_path):
 
     ckpt = tmp_path / "ckpt"
     with pytest.raises(Killed):
-        train(MODEL, spec(), tokens, val, vocab, checkpoint_dir=ckpt, progress=False, on_step=kill_at_17,
+        train(MODEL, ts(), tokens, val, vocab, checkpoint_dir=ckpt, progress=False, on_step=kill_at_17,
               live_dir=tmp_path / "resumed")
-    resumed = train(MODEL, spec(), tokens, val, vocab, checkpoint_dir=ckpt, progress=False,
+    resumed = train(MODEL, ts(), tokens, val, vocab, checkpoint_dir=ckpt, progress=False,
                     live_dir=tmp_path / "resumed")
     resumed.log.finish(resumed.metrics)
     assert resumed.resumed_from == 15  # last checkpoint (checkpoint_every=5) before the kill
@@ -213,8 +286,8 @@ def test_resume_after_kill_equals_uninterrupted(data, vocab, tmp_path):
     assert "metrics.json" in files and "plots/metrics/val/exact_path.tsv" in files
     assert _tree(tmp_path / "resumed") == files
     assert not any(b"time" in line for f in files.values() for line in f.splitlines()[:1])  # no timestamps
-    again = train(MODEL, spec(), tokens, val, vocab, checkpoint_dir=ckpt, progress=False)
-    assert again.resumed_from == spec().max_steps and again.metrics == whole.metrics
+    again = train(MODEL, ts(), tokens, val, vocab, checkpoint_dir=ckpt, progress=False)
+    assert again.resumed_from == ts().max_steps and again.metrics == whole.metrics
 
 
 def test_checkpoint_of_another_run_is_ignored(data, vocab, tmp_path):

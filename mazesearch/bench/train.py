@@ -127,12 +127,12 @@ def main(argv: list[str] | None = None) -> None:
     from mazesearch.data.dataset import build_mazes
     from mazesearch.model.gpt import GPT, ModelConfig
     from mazesearch.data.tokens import PAD, TokenizerOptions, Vocab, encode
-    from mazesearch.model.train import make_lm_batch
+    from mazesearch.model.batches import make_lm_batch
 
     n_batches = 4  # distinct batches, cycled
     dataset, model_spec, tok = profile_specs(args.params, "train", DEFAULT_DATASET, DEFAULT_MODEL)
     mazes, _ = build_mazes(n_mazes=n_batches * args.batch_size, **dataset)
-    torch.set_num_threads(args.threads)  # after numba ran: its parallel kernels reset the count
+    torch.set_num_threads(args.threads)
     vocab = Vocab.build(tok["max_grid_n"])
     opts = TokenizerOptions(coord=tok.get("coord", "unary"), edges=tok.get("edges", "adjlist"),
                             edge_order=tok.get("edge_order", "shuffled"), seed=tok.get("seed", 0))

@@ -34,6 +34,16 @@ from pathlib import Path
 import numba
 from numba.core import config as _numba_config
 
+# One thread runtime per process. numba's default parallel backend here is OpenMP (TBB is not
+# installed) and torch ships its own OpenMP runtime: a process that ran a parallel kernel before
+# torch's first op ran torch's attention ~15x slower on 2 cores (docs/performance.md). numba's
+# own "workqueue" pool needs no OpenMP, so torch's runtime is the only one in the process. numba
+# picks its layer when the first parallel kernel launches, so setting it here (every kernel file
+# imports this module) is early enough. A user's explicit NUMBA_THREADING_LAYER is respected.
+THREADING_LAYER = "workqueue"
+if not os.environ.get("NUMBA_THREADING_LAYER"):
+    _numba_config.THREADING_LAYER = THREADING_LAYER
+
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # .../mazesearch
 _THIS = Path(__file__).resolve().relative_to(PACKAGE_DIR)  # data/jit.py
 PREFIX = "mazesearch-numba-"

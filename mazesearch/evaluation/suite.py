@@ -92,12 +92,6 @@ def predictions_table(batch, generated, model_walks, model_metrics, base_walks, 
     return pa.table(cols)
 
 
-def picture_rows(failed: np.ndarray, n_pictures: int) -> np.ndarray:
-    """Up to n_pictures row indices: failures first, then successes, each in file order."""
-    order = np.concatenate([np.flatnonzero(failed), np.flatnonzero(~failed)])
-    return order[:n_pictures]
-
-
 def exact_interval(metrics: dict) -> dict:
     """``{k, n, low, high}``: exact paths, mazes, and the 95% Wilson interval of the rate k/n."""
     exact = np.asarray(metrics["exact_path"], dtype=bool)
@@ -128,8 +122,6 @@ def headline(details: dict) -> dict:
 class SuiteResult:
     table: pa.Table  # one row per maze (predictions_table)
     report: dict  # identity, feedability, the means of every metric (model and baseline), intervals
-    shown_walks: Walks  # the model's walks, or the baseline's when the model cannot read the suite
-    failed: np.ndarray  # [n_mazes] bool, not exact, for the walks shown
 
 
 def evaluate_suite(model: GPT, batch: MazeBatch, vocab: Vocab, opts: TokenizerOptions, *,
@@ -158,7 +150,5 @@ def evaluate_suite(model: GPT, batch: MazeBatch, vocab: Vocab, opts: TokenizerOp
         "exact_path_ci95": {"model": exact_interval(model_metrics) if feedable else None,
                             "baseline": exact_interval(base_metrics)},
     }
-    shown = model_walks if feedable else base_walks
-    failed = ~(model_metrics if feedable else base_metrics)["exact_path"]
     table = predictions_table(batch, generated, model_walks, model_metrics, base_walks, base_metrics)
-    return SuiteResult(table=table, report=report, shown_walks=shown, failed=failed)
+    return SuiteResult(table=table, report=report)

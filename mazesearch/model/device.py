@@ -24,7 +24,7 @@ def resolve_device(device: Device, key: str = "device") -> torch.device:
 
 
 def set_threads(num_threads: int) -> None:
-    """Fix torch's CPU thread count (call after the first numba kernel: they share OpenMP)."""
+    """Fix torch's CPU thread count (numba runs on its own workqueue pool, not OpenMP: data/jit.py)."""
     if num_threads < 1:
         raise ValueError(f"num_threads must be >= 1 (got {num_threads})")
     torch.set_num_threads(num_threads)

@@ -1,8 +1,8 @@
 """The training loop: next-token prediction on maze token sequences.
 
 The model sees exactly the token sequences stored in ``data/tokens/<name>.parquet``:
-:func:`padded_sequences` cuts them out of the file's flat array, and evaluation uses the same
-function, so training and evaluation inputs are byte-identical by construction.
+:mod:`mazesearch.model.batches` cuts them out of the file's flat array (on the training device),
+and validation uses the same batches, so training and validation inputs are identical.
 
 Position ``j`` of the input predicts token ``j + 1``. With ``loss_on="path"`` only the path
 targets count: the tokens after ``<PATH_START>`` up to and including ``<PATH_END>`` (token
@@ -10,7 +10,8 @@ indices ``prompt_len .. length-1``). Batches are right-padded to their own longe
 with causal attention the padding never influences a real position.
 
 Determinism: the model is built from ``model.seed``, the data order is a pure function of
-``(train.seed, step)`` (one permutation per epoch from ``default_rng([seed, epoch])``), and
+``(train.seed, step)`` (one permutation per epoch from ``default_rng([seed, epoch])``, sorted by
+length inside windows of ``train.length_window`` batches: :class:`~mazesearch.model.batches.DataOrder`), and
 the learning rate is a pure function of the step. A checkpoint therefore needs only the model,
 the optimizer, the step and the logged rows to resume bit-exactly.
 """
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mazesearch.io import InputError, atomic_path
+from mazesearch.model.batches import DataOrder, DeviceBatcher, make_lm_batch
 from mazesearch.model.runlog import RunLog
 from mazesearch.model.device import resolve_device, set_threads
 from mazesearch.model.gpt import GPT, ModelConfig
@@ -42,75 +44,12 @@ from mazesearch.data.tokens import PAD, TokenBatch, Vocab
 TRAIN_LOG_EVERY = 10  # steps per row of the train curve (the row holds the window's mean loss)
 CHECKPOINT_FILE = "state.pt"
 
-# ---------------------------------------------------------------------------- sequences
-
-
-def padded_sequences(
-    tokens: TokenBatch, rows: np.ndarray, pad_id: int, upto: Literal["all", "prompt"] = "all"
-) -> tuple[np.ndarray, np.ndarray]:
-    """The stored token sequences of mazes ``rows``, right-padded to the longest of them.
-
-    ``upto="all"`` gives whole sequences (teacher forcing); ``"prompt"`` gives each sequence up
-    to and including ``<PATH_START>``, where greedy decoding starts. Returns
-    ``(tokens int64 [b, T], lengths int64 [b])``.
-    """
-    rows = np.asarray(rows, dtype=np.int64)
-    if rows.ndim != 1:
-        raise ValueError(f"rows must be a 1-d index array, got shape {rows.shape}")
-    if len(rows) and (rows.min() < 0 or rows.max() >= len(tokens)):
-        raise ValueError(f"rows must lie in 0..{len(tokens) - 1}")
-    starts = tokens.offsets[rows].astype(np.int64)
-    if upto == "all":
-        lengths = tokens.offsets[rows + 1].astype(np.int64) - starts
-    elif upto == "prompt":
-        lengths = tokens.prompt_len[rows].astype(np.int64)
-    else:
-        raise ValueError(f"upto must be 'all' or 'prompt', got {upto!r}")
-    width = int(lengths.max()) if len(rows) else 0
-    pos = np.arange(width, dtype=np.int64)
-    inside = pos[None, :] < lengths[:, None]
-    out = np.full((len(rows), width), pad_id, dtype=np.int64)
-    out[inside] = tokens.flat[(starts[:, None] + pos[None, :])[inside]]
-    return out, lengths
-
-
-def target_masks(prompt_len: np.ndarray, lengths: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Which next-token targets count, for inputs of ``width`` positions.
-
-    Position ``j`` predicts token ``j + 1``. Returns ``(path, real)``, both ``bool [b, width]``:
-    ``path`` marks targets at token indices ``prompt_len .. length-1`` (path cells and
-    ``<PATH_END>``), ``real`` marks every non-padding target.
-    """
-    target_index = np.arange(1, width + 1, dtype=np.int64)[None, :]  # [1, width]
-    real = target_index < lengths[:, None]
-    path = real & (target_index >= prompt_len.astype(np.int64)[:, None])
-    return path, real
-
-
-@dataclasses.dataclass
-class LMBatch:
-    inputs: torch.Tensor  # int64 [b, T-1]: tokens 0..T-2
-    targets: torch.Tensor  # int64 [b, T-1]: tokens 1..T-1
-    loss_mask: torch.Tensor  # bool [b, T-1]: targets that enter the loss
-    path_mask: torch.Tensor  # bool [b, T-1]: path targets (for exact-path accuracy)
-    n_tokens: int  # real (non-padding) tokens fed, for throughput
-
-
-def make_lm_batch(
-    tokens: TokenBatch, rows: np.ndarray, pad_id: int, loss_on: Literal["path", "all"], device: torch.device | str = "cpu"
-) -> LMBatch:
-    seqs, lengths = padded_sequences(tokens, rows, pad_id)  # [b, T]
-    path, real = target_masks(tokens.prompt_len[np.asarray(rows, dtype=np.int64)], lengths, seqs.shape[1] - 1)
-    if loss_on not in ("path", "all"):
-        raise ValueError(f"loss_on must be 'path' or 'all', got {loss_on!r}")
-    as_t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
-    return LMBatch(
-        inputs=as_t(np.ascontiguousarray(seqs[:, :-1])),
-        targets=as_t(np.ascontiguousarray(seqs[:, 1:])),
-        loss_mask=as_t(path if loss_on == "path" else real),
-        path_mask=as_t(path),
-        n_tokens=int(lengths.sum()),
-    )
+def mean_masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over masked positions, without a host sync (no boolean indexing):
+    every position is scored and the mask weighs them. logits ``[b, T, V]`` -> scalar."""
+    per_token = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")  # [b*T]
+    weights = mask.flatten().to(per_token.dtype)
+    return (per_token * weights).sum() / weights.sum().clamp(min=1.0)
 
 
 def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -194,31 +133,6 @@ def evaluate_teacher_forced(
     }
 
 
-# ---------------------------------------------------------------------------- data order
-
-
-class DataOrder:
-    """Rows of training batch ``step``: epoch-wise permutations, a pure function of the step.
-
-    Each epoch ``e`` shuffles all rows with ``default_rng([seed, e])`` and is cut into
-    ``len // batch_size`` full batches (the remainder rows wait for the next shuffle).
-    """
-
-    def __init__(self, n_rows: int, batch_size: int, seed: int) -> None:
-        if batch_size > n_rows:
-            raise ValueError(f"train.batch_size={batch_size} exceeds the {n_rows} training sequences")
-        self.n_rows, self.batch_size, self.seed = n_rows, batch_size, seed
-        self.batches_per_epoch = n_rows // batch_size
-        self._epoch, self._perm = -1, np.empty(0, dtype=np.int64)
-
-    def rows(self, step: int) -> np.ndarray:
-        epoch, k = divmod(step, self.batches_per_epoch)
-        if epoch != self._epoch:
-            self._epoch = epoch
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n_rows)
-        return self._perm[k * self.batch_size : (k + 1) * self.batch_size]
-
-
 # ---------------------------------------------------------------------------- checkpoints
 
 
@@ -292,6 +206,7 @@ class TrainResult:
     wall_s: float  # this process's time in train() (not a metric: it varies run to run)
     tokens_per_s: float  # training-loop throughput in this process (0.0 if no step ran)
     device: torch.device  # where it ran (train.device resolved)
+    padding_frac: float = 0.0  # share of computed input positions that were padding (this process)
 
 
 def train(
@@ -320,7 +235,7 @@ def train(
             raise ValueError(f"the {name} token set is empty")
     pad_id = vocab.token_to_id[PAD]
     cfg = model_config(model_spec, resolve_n_ctx(model_spec.n_ctx, train_tokens, val_tokens), len(vocab))
-    order = DataOrder(len(train_tokens), ts.batch_size, ts.seed)
+    order = DataOrder(len(train_tokens), ts.batch_size, ts.seed, train_tokens.lengths, ts.length_window)
     model = GPT(cfg, seed=model_spec.seed).to(device)
     optimizer = make_optimizer(model, ts.lr, ts.weight_decay, ts.beta1, ts.beta2, fused_ok=device.type == "cuda")
     fingerprint = run_fingerprint(model_spec, ts, cfg, device, train_tokens, val_tokens, vocab)
@@ -338,23 +253,26 @@ def train(
 
     def checkpoint() -> None:
         save_training_state(checkpoint_dir, {
-            "fingerprint": fingerprint, "step": step, "tokens_seen": tokens_seen, "window": window,
+            "fingerprint": fingerprint, "step": step, "tokens_seen": tokens_seen,
+            "window": [float(loss_window), window[1]],
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "log": log.state_dict(),
             "data_order": {"seed": ts.seed, "batch_size": ts.batch_size, "rng": "default_rng([seed, epoch])"},
         })
 
     quick_val = np.arange(min(len(val_tokens), ts.eval_batches * ts.batch_size))
+    batcher = DeviceBatcher(train_tokens, pad_id, ts.loss_on, device)
+    loss_window = torch.tensor(window[0], dtype=torch.float64, device=device)  # window[0] on the device
+    computed = real = 0  # input positions computed / real (not padding), for padding_frac
     bar = _progress_bar(ts.max_steps, step, progress)
     model.train()
     t_loop = t_window = time.perf_counter()
     tok_window = 0
     while step < ts.max_steps:
         set_lr(optimizer, lr_at(step, ts.lr, ts.warmup_steps, ts.max_steps, ts.min_lr_frac))
-        batch = make_lm_batch(train_tokens, order.rows(step), pad_id, ts.loss_on, device)
+        batch = batcher.batch(order.rows(step))
         with _autocast(device, ts.bf16):
             logits = model(batch.inputs)  # [b, T-1, V]
-        loss_sum, n = masked_cross_entropy(logits, batch.targets, batch.loss_mask)
-        loss = loss_sum / max(n, 1)
+        loss = mean_masked_cross_entropy(logits, batch.targets, batch.loss_mask)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), ts.grad_clip)
@@ -362,15 +280,20 @@ def train(
         step += 1
         tokens_seen += batch.n_tokens
         tok_window += batch.n_tokens
-        window = [window[0] + loss.item(), window[1] + 1]
+        computed += batch.inputs.numel()
+        real += batch.n_tokens - batch.inputs.shape[0]  # inputs are each sequence but its last token
+        loss_window += loss.detach().double()  # summed on the device: no host sync per step
+        window[1] += 1
 
         if step % TRAIN_LOG_EVERY == 0 or step == ts.max_steps:
             lr_used = optimizer.param_groups[0]["lr"]
+            window[0] = float(loss_window)  # the one sync per TRAIN_LOG_EVERY steps
             log.log("train", step, loss=window[0] / window[1], lr=lr_used, tokens_seen=tokens_seen)
             elapsed = time.perf_counter() - t_window
             if bar is not None:
                 bar.set_postfix(loss=f"{window[0] / window[1]:.4f}", tok_s=f"{tok_window / max(elapsed, 1e-9):.0f}")
             window, t_window, tok_window = [0.0, 0], time.perf_counter(), 0
+            loss_window.zero_()
         if step % ts.eval_every == 0 or step == ts.max_steps:
             val = evaluate_teacher_forced(model, val_tokens, quick_val, pad_id, ts.batch_size, ts.loss_on, device, ts.bf16)
             log.log("val", step, loss=val["loss"], path_loss=val["path_loss"],
@@ -385,6 +308,7 @@ def train(
         bar.close()
     loop_s = time.perf_counter() - t_loop
     throughput = (tokens_seen - tokens_at_start) / loop_s if step > resumed_from else 0.0
+    padding = 1.0 - real / computed if computed else 0.0
 
     final = evaluate_teacher_forced(
         model, val_tokens, np.arange(len(val_tokens)), pad_id, ts.batch_size, ts.loss_on, device, ts.bf16
@@ -398,7 +322,7 @@ def train(
         "steps": step,
         "tokens_seen": tokens_seen,
     }
-    return TrainResult(model, cfg, log, metrics, resumed_from, time.perf_counter() - t0, throughput, device)
+    return TrainResult(model, cfg, log, metrics, resumed_from, time.perf_counter() - t0, throughput, device, padding)
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
