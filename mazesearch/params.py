@@ -116,7 +116,7 @@ class ModelSpec(_Strict):
 
 class TrainSpec(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    bf16: bool = False  # autocast on CUDA only
+    bf16: bool = False  # bf16 autocast of the forward pass (CUDA, or CPUs with native bf16)
     batch_size: int = Field(gt=0)
     max_steps: int = Field(gt=0)
     lr: float = Field(gt=0.0)

@@ -414,3 +414,16 @@ def test_stage_writes_model_metrics_and_curves(data, vocab, tmp_path, monkeypatc
         f.unlink()
     stage.main()
     assert {name: (tmp_path / name).read_bytes() for name in outputs} == first
+
+
+def test_cpu_bf16_autocast_trains_close_to_float32(data, vocab):
+    """train.bf16 on CPU: autocast really runs (other weights than float32), stays deterministic,
+    and lands near the float32 run (bf16 keeps ~3 significant digits per matmul)."""
+    tokens, val = data
+    short = dict(max_steps=6, warmup_steps=1, eval_every=100)
+    fp32 = train(MODEL, spec(**short), tokens, val, vocab, progress=False)
+    bf16 = train(MODEL, spec(bf16=True, **short), tokens, val, vocab, progress=False)
+    again = train(MODEL, spec(bf16=True, **short), tokens, val, vocab, progress=False)
+    assert weights_sha(bf16.model) == weights_sha(again.model)
+    assert weights_sha(bf16.model) != weights_sha(fp32.model)
+    assert abs(bf16.metrics["val_loss"] - fp32.metrics["val_loss"]) <= 0.02 * fp32.metrics["val_loss"]

@@ -3,14 +3,16 @@
 ``python -m mazesearch.bench levers [--quick] [--threads N]`` uses the default profile's model
 shape and training dataset (params.yaml) and measures, on this machine, in one process:
 
-* ``padding``: the real training loop (:func:`mazesearch.model.train.train`) for a fixed number
-  of steps with ``length_window`` 1 (plain shuffled batches) and 16 (length bucketing), on the
-  default recipe and on a mixed 3x3/4x4/5x5 set: *real* tokens/s (padding excluded) and the
-  padding share of computed positions;
+* ``padding``: the training loop's step (:mod:`mazesearch.model.train`) for a fixed number of
+  steps, on the default recipe and on a mixed 3x3/4x4/5x5 set, in configurations: ``today``
+  (the loop before issue 18: numpy batches, boolean-mask loss, a sync per step, plain shuffled
+  batches), ``plain`` (the new loop, ``length_window`` 1), ``buckets`` (``length_window`` 16),
+  ``buckets_bf16`` (plus CPU bf16 autocast): *real* tokens/s (padding excluded, medians of
+  interleaved repeats) and the padding share of computed positions;
 * ``profile``: torch.profiler over steps of the loop body, split into GEMMs, attention, norms,
   loss, optimizer, other ops and Python/framework time (wall minus the ops' own time);
 * ``gemm_bound``: only the linear layers' matmuls (forward and both backward products) for the
-  same tokens: real tokens/s if a step were nothing but its GEMMs;
+  same tokens: real tokens/s if a step were nothing but its GEMMs (float32, and bf16);
 * ``compile``: ``torch.compile`` (inductor) vs eager on the same batch: tokens/s of a training
   step and the logits' max relative difference.
 
@@ -28,6 +30,10 @@ import numpy as np
 from mazesearch.bench import machine_info, profile_specs, write_report
 
 MIXED_SIZES = (3, 4, 5)
+# name -> (length_window, bf16 autocast, legacy loop): "today" is the loop before issue 18
+DEFAULT_CONFIGS = {"today": (1, False, True), "plain": (1, False, False), "buckets": (16, False, False),
+                   "buckets_bf16": (16, True, False)}
+MIXED_CONFIGS = {"today": (1, False, True), "buckets": (16, False, False)}
 CATEGORIES = {  # first match wins: substrings of profiler op names (forward and backward)
     "gemm": ("addmm", "aten::mm", "aten::bmm", "aten::linear", "matmul"),
     "attention": ("scaled_dot_product", "attention"),
@@ -58,36 +64,75 @@ def _concat(parts):
                       offsets=np.concatenate(offsets), prompt_len=np.concatenate([p.prompt_len for p in parts]))
 
 
-def _loop(model_spec, train_spec, tokens, val, vocab, steps: int, window: int) -> dict:
-    from mazesearch.model.train import train
+def _step_fn(model, batcher, order, spec, bf16: bool = False, legacy: bool = False):
+    """One training step of the loop in mazesearch.model.train, as a closure (returns the real
+    tokens it fed). ``legacy``: the loop before issue 18, for the "today" reference: numpy batch
+    assembly (make_lm_batch), boolean-mask loss and a ``loss.item()`` sync every step."""
+    import contextlib
 
-    ts = train_spec.model_copy(update=dict(max_steps=steps, warmup_steps=1, eval_every=10 * steps,
-                                           checkpoint_every=10 * steps, length_window=window))
-    r = train(model_spec, ts, tokens, val, vocab, progress=False)
-    return {"length_window": window, "steps": steps, "real_tokens_per_s": r.tokens_per_s,
-            "padding_frac": r.padding_frac}
-
-
-def _step_fn(model, batcher, order, spec):
     import torch
 
+    from mazesearch.model.batches import make_lm_batch
     from mazesearch.model.schedule import make_optimizer
-    from mazesearch.model.train import mean_masked_cross_entropy
+    from mazesearch.model.train import masked_cross_entropy, mean_masked_cross_entropy
 
     opt = make_optimizer(model, spec.lr, spec.weight_decay, spec.beta1, spec.beta2)
     state = {"step": 0}
 
     def step() -> int:
-        batch = batcher.batch(order.rows(state["step"]))
+        rows = order.rows(state["step"])
         state["step"] += 1
-        loss = mean_masked_cross_entropy(model(batch.inputs), batch.targets, batch.loss_mask)
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            if legacy:
+                batch = make_lm_batch(batcher.tokens, rows, batcher.pad_id, spec.loss_on)
+                logits = model(batch.inputs)
+            else:
+                batch = batcher.batch(rows)
+                logits = model(batch.inputs)
+        if legacy:
+            loss_sum, n = masked_cross_entropy(logits, batch.targets, batch.loss_mask)
+            loss = loss_sum / max(n, 1)
+        else:
+            loss = mean_masked_cross_entropy(logits, batch.targets, batch.loss_mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
         opt.step()
+        if legacy:
+            loss.item()
         return batch.n_tokens
 
     return step
+
+
+def _rate(step, n_steps: int) -> float:
+    for _ in range(3):  # warm-up: allocator, kernel selection
+        step()
+    t0 = time.perf_counter()
+    tokens = sum(step() for _ in range(n_steps))
+    return tokens / (time.perf_counter() - t0)
+
+
+def _padding_runs(configs: dict, cfg, tokens, pad_id: int, spec, steps: int, repeats: int = 2) -> dict:
+    """Real tokens/s of each config (name -> (length_window, bf16, legacy)), repeats interleaved
+    (order reversed every other repeat), median; padding share of the batches each one fed."""
+    from mazesearch.model.batches import DataOrder, DeviceBatcher, padding_fraction
+    from mazesearch.model.gpt import GPT
+
+    out = {name: {"length_window": w, "bf16": bf, "legacy_loop": legacy, "rates": []}
+           for name, (w, bf, legacy) in configs.items()}
+    batcher = DeviceBatcher(tokens, pad_id, spec.loss_on)
+    for r in range(repeats):
+        for name in (list(configs) if r % 2 == 0 else list(configs)[::-1]):
+            w, bf, legacy = configs[name]
+            order = DataOrder(len(tokens), spec.batch_size, spec.seed, tokens.lengths, w)
+            model = GPT(cfg, seed=0).train()
+            out[name]["rates"].append(_rate(_step_fn(model, batcher, order, spec, bf, legacy), steps))
+    for name, (w, _, _) in configs.items():
+        order = DataOrder(len(tokens), spec.batch_size, spec.seed, tokens.lengths, w)
+        out[name]["padding_frac"] = padding_fraction(tokens.lengths, [order.rows(s) for s in range(steps + 3)])
+        out[name]["real_tokens_per_s"] = statistics.median(out[name]["rates"])
+    return out
 
 
 def _profile(step, n_steps: int) -> dict:
@@ -137,19 +182,18 @@ def main(argv: list[str] | None = None) -> None:
     default_tokens = _tokens(dataset, n, vocab, opts)
     mixed = _concat([_tokens({**dataset, "grid_n": k, "seed": 100 + k}, n // len(MIXED_SIZES), vocab, opts)
                      for k in MIXED_SIZES])
-    val = _tokens({**dataset, "seed": 99}, 64, vocab, opts)
     torch.set_num_threads(args.threads)
     model_spec = p.model.model_copy(update={"n_ctx": None})
     spec = p.train.model_copy(update={"num_threads": args.threads, "device": "cpu"})
 
-    padding = {}
-    for name, tokens in (("default", default_tokens), ("mixed_3_5", mixed)):
-        padding[name] = [_loop(model_spec, spec, tokens, val, vocab, args.steps, w) for w in (1, 16)]
-        before, after = padding[name]
-        print(f"  {name}: {before['real_tokens_per_s']:.0f} -> {after['real_tokens_per_s']:.0f} real tokens/s, "
-              f"padding {100 * before['padding_frac']:.1f}% -> {100 * after['padding_frac']:.1f}%", flush=True)
-
     pad_id = vocab.token_to_id[PAD]
+    padding = {}
+    for name, tokens, configs in (("default", default_tokens, DEFAULT_CONFIGS), ("mixed_3_5", mixed, MIXED_CONFIGS)):
+        cfg = model_config(model_spec, int(tokens.lengths.max()), len(vocab))
+        padding[name] = _padding_runs(configs, cfg, tokens, pad_id, spec, args.steps, 1 if args.quick else 2)
+        print(f"  {name}: " + ", ".join(f"{k} {v['real_tokens_per_s']:.0f} real tokens/s ({100 * v['padding_frac']:.1f}% padding)"
+                                         for k, v in padding[name].items()), flush=True)
+
     cfg = model_config(model_spec, int(default_tokens.lengths.max()), len(vocab))
     model = GPT(cfg, seed=0).train()
     order = DataOrder(len(default_tokens), spec.batch_size, spec.seed, default_tokens.lengths, 16)
@@ -159,14 +203,17 @@ def main(argv: list[str] | None = None) -> None:
     print("  profile: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in prof["share"].items()), flush=True)
 
     mean_width = float(np.mean([default_tokens.lengths[order.rows(s)].max() - 1 for s in range(40)]))
-    floor_step = _gemm_floor(model, (spec.batch_size, int(round(mean_width))), False)
-    floor_step()
-    floor_s = []
-    for _ in range(5):
-        t0 = time.perf_counter()
+    floor_s = {}
+    for precision, bf16 in (("float32", False), ("bf16", True)):
+        floor_step = _gemm_floor(model, (spec.batch_size, int(round(mean_width))), bf16)
         floor_step()
-        floor_s.append(time.perf_counter() - t0)
-    gemm_bound = real_per_step / statistics.median(floor_s)
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            floor_step()
+            times.append(time.perf_counter() - t0)
+        floor_s[precision] = statistics.median(times)
+    gemm_bound = real_per_step / floor_s["float32"]
 
     compiled = None
     if not args.quick:
@@ -175,7 +222,9 @@ def main(argv: list[str] | None = None) -> None:
               f"{compiled['compiled_tokens_per_s']:.0f} tokens/s, logits rel diff {compiled['logits_max_rel_diff']:.1e}",
               flush=True)
 
-    after = padding["default"][1]["real_tokens_per_s"]
+    today = padding["default"]["today"]["real_tokens_per_s"]
+    after = padding["default"]["buckets"]["real_tokens_per_s"]
+    best = max(v["real_tokens_per_s"] for v in padding["default"].values())
     doc = {
         "benchmark": "levers",
         "model": {**cfg.to_dict(), "n_params": model.n_params()},
@@ -183,15 +232,16 @@ def main(argv: list[str] | None = None) -> None:
         "dataset": dataset, "mixed_sizes": list(MIXED_SIZES),
         "padding": padding,
         "profile": prof,
-        "gemm_bound": {"real_tokens_per_s": gemm_bound, "cpu_s_per_step": statistics.median(floor_s),
-                       "mean_batch_width": mean_width, "loop_vs_bound": after / gemm_bound},
+        "gemm_bound": {"real_tokens_per_s": gemm_bound, "s_per_step": floor_s["float32"],
+                       "bf16_real_tokens_per_s": real_per_step / floor_s["bf16"], "bf16_s_per_step": floor_s["bf16"],
+                       "mean_batch_width": mean_width, "best_vs_bound": best / gemm_bound},
+        "speedup_vs_today": {k: v["real_tokens_per_s"] / today for k, v in padding["default"].items()},
         "compile": compiled,
         "machine": machine_info(),
     }
     write_report(args.out, doc)
-    print(f"levers: default recipe {padding['default'][0]['real_tokens_per_s']:.0f} -> {after:.0f} real tokens/s "
-          f"with length buckets ({after / padding['default'][0]['real_tokens_per_s']:.2f}x); GEMM-only bound "
-          f"{gemm_bound:.0f} ({after / gemm_bound:.2f} of it) -> {args.out}")
+    print(f"levers: default recipe today {today:.0f} real tokens/s; length buckets {after / today:.2f}x, "
+          f"best {best / today:.2f}x; GEMM-only bound {gemm_bound:.0f} (best is {best / gemm_bound:.2f} of it) -> {args.out}")
 
 
 class _Cycle:

@@ -97,7 +97,7 @@ class DeviceBatcher:
                  device: torch.device | str = "cpu") -> None:
         if loss_on not in ("path", "all"):
             raise ValueError(f"loss_on must be 'path' or 'all', got {loss_on!r}")
-        self.device, self.pad_id, self.loss_on = torch.device(device), pad_id, loss_on
+        self.device, self.pad_id, self.loss_on, self.tokens = torch.device(device), pad_id, loss_on, tokens
         self.lengths = tokens.lengths.astype(np.int64)  # host copy: batch widths without a sync
         as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(self.device)  # noqa: E731
         self.flat = as_t(tokens.flat)  # [N]
