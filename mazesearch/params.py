@@ -57,10 +57,16 @@ class DatasetSpec(_Strict):
     target_at_dead_end: bool = False
     min_manhattan: int = Field(default=0, ge=0)
     min_path_len: int = Field(default=1, ge=1)
+    # coverage: carve k x k mazes (k from sizes) at an offset inside the grid_n lattice
+    sizes: list[int] | None = None
+    placement: Literal["random", "origin"] = "random"
 
     @model_validator(mode="after")
     def _options_fit_generator(self) -> "DatasetSpec":
         g = self.generator
+        if self.sizes is not None:
+            if not self.sizes or min(self.sizes) < 2 or max(self.sizes) > self.grid_n:
+                raise ValueError(f"sizes must be a non-empty list of ints in 2..grid_n={self.grid_n}, got {self.sizes}")
         dfs_only = {"forkless": self.forkless, "max_cells": self.max_cells,
                     "max_cells_frac": self.max_cells_frac, "max_depth": self.max_depth}
         for key, value in dfs_only.items():
@@ -109,7 +115,7 @@ class ModelSpec(_Strict):
     d_mlp: int = Field(gt=0)
     act_fn: Literal["gelu", "relu", "gelu_new", "silu"] = "gelu"
     normalization: Literal["LN", "none"] = "LN"
-    positional: Literal["learned", "rotary"] = "learned"
+    positional: Literal["learned", "rotary", "none"] = "rotary"
     n_ctx: int | None = Field(default=None, gt=0)  # None: derived from the training tokens
     seed: int = Field(default=0, ge=0)
 
@@ -153,7 +159,15 @@ class EvaluateSpec(_Strict):
     batch_size: int = Field(default=256, gt=0)
     n_pictures: int = Field(default=16, ge=1)
     baseline_seed: int = Field(default=0, ge=0)
+    size_suites: list[str] = []  # suites drawn as exact-path rate vs grid size (eval_summary)
     suites: dict[str, SuiteSpec]
+
+    @model_validator(mode="after")
+    def _size_suites_exist(self) -> "EvaluateSpec":
+        unknown = [s for s in self.size_suites if s not in self.suites]
+        if unknown:
+            raise ValueError(f"size_suites {unknown} are not in evaluate.suites")
+        return self
 
 
 class ActivationsSpec(_Strict):

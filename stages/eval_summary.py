@@ -6,6 +6,9 @@
     reports/eval/summary.md         the same as a Markdown table
     reports/eval/summary_plot.csv   suite,model_exact,baseline_exact (a DVC bar plot)
     reports/eval/summary.png        the same as a grouped bar chart
+    reports/eval/size_plot.csv      exact-path rate (model, baseline, 95% intervals) against maze
+                                    size for evaluate.size_suites (a DVC plot)
+    reports/eval/size.png           the same as a chart with interval bars
 
 Suites are listed in params order. The baseline's exact-path rate is the suite's complexity
 measure: the chance that a random walker that never turns back finds the shortest path.
@@ -16,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mazesearch.evaluation.summary import markdown, nan_if_none, plot_csv, summarize
+from mazesearch.evaluation.summary import markdown, nan_if_none, plot_csv, size_csv, size_rows, summarize
 from mazesearch.io import InputError, read_json, stage_main, write_json_atomic, write_text_atomic
 from mazesearch.params import load_params_or_exit, require_section
 
@@ -29,7 +32,7 @@ def main() -> None:
     args = ap.parse_args()
 
     params = load_params_or_exit(args.params)
-    require_section(params, "evaluate", "eval_summary")
+    ev = require_section(params, "evaluate", "eval_summary")
     details_dir = Path(args.details_dir)
     rows = {}
     for suite in params.evaluate.suites:
@@ -41,8 +44,15 @@ def main() -> None:
         except (KeyError, TypeError, AttributeError, IndexError) as exc:
             raise InputError(path, f"is not a suite report ({type(exc).__name__}: {exc})", hint) from None
     out = Path(args.out_dir)
+    maze_size = {}
+    for suite in ev.size_suites:  # the side of a suite's mazes: its sizes, else its grid
+        spec = params.datasets[ev.suites[suite].dataset]
+        k = max(spec.sizes) if spec.sizes else spec.grid_n
+        maze_size[suite] = (k, spec.placement if spec.sizes and k < spec.grid_n else "fills grid")
+    sizes = size_rows(rows, ev.size_suites, maze_size)
     write_json_atomic(out / "summary.json", rows)
-    write_text_atomic(out / "summary.md", markdown(rows))
+    write_text_atomic(out / "summary.md", markdown(rows, sizes))
+    write_text_atomic(out / "size_plot.csv", size_csv(sizes))
     write_text_atomic(out / "summary_plot.csv", plot_csv(rows))
     from mazesearch.viz.render import render_bar_chart
 
@@ -53,6 +63,17 @@ def main() -> None:
          "baseline (random at forks)": [nan_if_none(rows[s]["baseline_exact_path"]) for s in suites]},
         out / "summary.png", title="exact-path rate per suite", ylabel="exact path",
     )
+    from mazesearch.viz.charts import render_interval_lines
+
+    series = {}
+    for who in ("model", "baseline"):
+        for where in ("origin", "random", "fills grid"):
+            pts = [e for e in sizes if e["placement"] == where]
+            if pts:
+                series[f"{who}, {'placed' if where == 'random' else where}"] = tuple(
+                    [nan_if_none(e[k]) for e in pts] for k in ("size", f"{who}_exact", f"{who}_lo", f"{who}_hi"))
+    render_interval_lines(series, out / "size.png", title="exact path vs maze size (95% intervals)",
+                          xlabel="maze side", ylabel="exact path")
     print(f"eval_summary: {len(rows)} suites -> {out / 'summary.md'}")
 
 

@@ -49,6 +49,7 @@ def valid(tmp_path_factory) -> Path:
                           "val": dict(generator="dfs", grid_n=3, n_mazes=8, seed=2),
                           "test": dict(generator="dfs", grid_n=3, n_mazes=12, seed=3)}
     params["evaluate"]["suites"] = {"test": {"dataset": "test"}}
+    params["evaluate"]["size_suites"] = []
     params["activations"] = {"dataset": "test", "n_mazes": 8, "batch_size": 8}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 

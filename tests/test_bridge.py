@@ -53,7 +53,7 @@ def trained(cfg: ModelConfig, tokens: torch.Tensor, steps: int = 8, seed: int = 
 VARIANTS = [
     dict(positional=p, normalization=n, act_fn=a)
     for p, n, a in [("learned", "LN", "gelu"), ("rotary", "LN", "gelu"), ("learned", "none", "relu"),
-                    ("rotary", "none", "gelu_new"), ("rotary", "LN", "silu")]
+                    ("rotary", "none", "gelu_new"), ("rotary", "LN", "silu"), ("none", "LN", "gelu")]
 ]
 
 
@@ -92,6 +92,19 @@ def test_tolerance_catches_the_other_rotary_convention(maze_tokens, monkeypatch)
     monkeypatch.setattr(model_module, "apply_rotary", rotate_half_rope)
     with torch.no_grad():
         assert rel_err(bridge(maze_tokens), model(maze_tokens)) > 10 * TOL
+
+
+def test_no_positions_is_permutation_blind_before_the_causal_mask(maze_tokens):
+    """positional "none": the first token's logits ignore what comes after it, and a token's
+    residual in block 0 depends on its id only (no position information enters)."""
+    model = GPT(tiny(positional="none"), seed=0).eval()
+    with torch.no_grad():
+        resid, rotary = model.embed_tokens(maze_tokens)
+    assert rotary is None
+    same = maze_tokens[0, 0] == maze_tokens[:, 0]
+    assert torch.equal(resid[0, 0].expand_as(resid[same, 0]), resid[same, 0])
+    a = (maze_tokens == maze_tokens[0, 3]).nonzero()  # every occurrence of one token id
+    assert len(a) > 1 and torch.equal(resid[a[0, 0], a[0, 1]], resid[a[-1, 0], a[-1, 1]])
 
 
 @pytest.mark.parametrize("positional", ["learned", "rotary"])

@@ -51,7 +51,8 @@ def test_info_counts_and_means():
     assert info["mean_dead_ends"] == pytest.approx(batch.n_dead_ends.mean())
     assert info["frac_multiple_shortest_paths"] == pytest.approx((batch.n_shortest_paths > 1).mean())
     assert info["n_duplicates"] == len(batch) - len(np.unique(batch.maze_id)) > 0  # tiny grid
-    assert all(type(v) in (int, float, bool) for v in info.values())  # JSON-ready
+    assert all(type(v) in (int, float, bool, type(None)) for v in info.values())  # JSON-ready
+    assert info["sizes"] is None and info["placement"] is None  # not a coverage dataset
 
 
 def test_exclusion_drops_and_reports_overlap():

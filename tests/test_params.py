@@ -190,16 +190,16 @@ def test_dvc_set_param_changes_only_its_own_lines(tmp_path, profile):
     path = tmp_path / "params.yaml"
     before = (ROOT / profile).read_text()
     path.write_text(before)
-    hydra.apply_overrides(str(path), ["probes.C=0.5", "datasets.val.max_depth=3",
+    hydra.apply_overrides(str(path), ["probes.C=0.5", "datasets.val.min_manhattan=1",
                                       "evaluate.suites.test.tokenizer.coord=pair", "activations.control_seed=7"])
     after = path.read_text()
     changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines()) if a != b]
     assert len(before.splitlines()) == len(after.splitlines())
     assert [b.split("#")[0].strip() for _, b in changed] == [
-        "max_depth: 3", "tokenizer: {coord: pair, edges: null, edge_order: null, seed: null}",
+        "min_manhattan: 1", "tokenizer: {coord: pair, edges: null, edge_order: null, seed: null}",
         "control_seed: 7", "C: 0.5"]
     p = load_params(path)
-    assert (p.probes.C, p.datasets["val"].max_depth, p.activations.control_seed) == (0.5, 3, 7)
+    assert (p.probes.C, p.datasets["val"].min_manhattan, p.activations.control_seed) == (0.5, 1, 7)
     assert p.evaluate.suites["test"].tokenizer.coord == "pair"
 
 
@@ -255,14 +255,14 @@ def _reads(raw):
 
     tok_text = [k for k in _fields(TokenizerSpec, "tokenizer") if k != "tokenizer.max_grid_n"]  # max_grid_n: via data/vocab.json
     reads = {"vocab": ["tokenizer.max_grid_n"], "train": _fields(ModelSpec, "model") + _fields(TrainSpec, "train"),
-             "eval_summary": ["evaluate.suites"], "pictures": ["evaluate.suites", "evaluate.n_pictures"], "activations": _fields(ActivationsSpec, "activations"),
+             "eval_summary": ["evaluate.suites", "evaluate.size_suites", "datasets"], "pictures": ["evaluate.suites", "evaluate.n_pictures"], "activations": _fields(ActivationsSpec, "activations"),
              "probes": _fields(ProbesSpec, "probes") + ["activations.dataset"]}
     for name in raw["datasets"]:
         reads[f"generate@{name}"] = under(f"datasets.{name}.") + ["datasets.train"]
         reads[f"tokenize@{name}"] = tok_text
     for suite in raw["evaluate"]["suites"]:
         reads[f"evaluate@{suite}"] = (tok_text + under(f"evaluate.suites.{suite}.")
-                                      + [k for k in _fields(EvaluateSpec, "evaluate") if k not in ("evaluate.suites", "evaluate.n_pictures")])
+                                      + [k for k in _fields(EvaluateSpec, "evaluate") if k not in ("evaluate.suites", "evaluate.n_pictures", "evaluate.size_suites")])
     return reads
 
 

@@ -19,7 +19,10 @@ def test_stage_writes_reports(tmp_path, monkeypatch):
 
     batch = tree_mazes(4, 40, seed=7)
     trained, random_init = planted_stores(batch)
-    write_mazes(batch, tmp_path / "mazes" / "test.parquet")
+    import yaml
+
+    dataset = yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text())["activations"]["dataset"]
+    write_mazes(batch, tmp_path / "mazes" / f"{dataset}.parquet")
     stores = {"trained": trained, "random": random_init}
     monkeypatch.setattr(stage, "open_store", lambda path: stores[Path(path).name])
     params = tmp_path / "params.yaml"

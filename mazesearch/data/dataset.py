@@ -3,7 +3,10 @@
 Maze j of a dataset (j = 0, 1, 2, ... in generation order) depends only on ``seed`` and j:
 its walls come from the generator seeded with ``maze_seeds(k_walls, ...)[j]`` and its
 endpoints from ``maze_seeds(k_ends, ...)[j]``, where ``k_walls, k_ends`` are the first two
-words of ``np.random.SeedSequence(seed)``. Mazes without valid endpoints and mazes whose id is
+words of ``np.random.SeedSequence(seed)``. With ``sizes`` (coverage data, data/placement.py) its
+side and offset in the ``grid_n`` lattice come from ``maze_seeds(k_place, ...)[j]``, ``k_place``
+the third word (the first two do not change, so an unplaced dataset is what it always was) and
+its walls from the generator at that side. Mazes without valid endpoints and mazes whose id is
 in ``exclude_ids`` are skipped; the dataset is the first ``n_mazes`` survivors. Work happens in
 chunks for speed and memory, but the result (arrays and info) does not depend on the chunking.
 """
@@ -16,7 +19,8 @@ import sys
 import numpy as np
 
 from mazesearch.data.generate import generate_open, maze_seeds
-from mazesearch.data.maze import MazeBatch, maze_ids
+from mazesearch.data.maze import MazeBatch, maze_ids, n_edges
+from mazesearch.data.placement import embed, placements
 from mazesearch.data.solve import choose_endpoints, path_stats, solve
 from mazesearch.data.validate import MazeValidationError, validate
 
@@ -79,6 +83,8 @@ def build_mazes(
     n_mazes: int,
     seed: int,
     exclude_ids: np.ndarray | None = None,  # uint64 [K]
+    sizes: list[int] | None = None,
+    placement: str = "random",
     progress: bool = False,
     chunk_size: int | None = None,
     **options,
@@ -88,7 +94,10 @@ def build_mazes(
     ``options`` are the generator options (forkless, max_cells, max_cells_frac, max_depth, p,
     n_obstacles, obstacle_size; see :func:`mazesearch.data.generate.generate_open`) and endpoint
     options (origin_at_dead_end, target_at_dead_end, min_manhattan, min_path_len; see
-    :func:`mazesearch.data.solve.choose_endpoints`). ``chunk_size`` only changes speed and memory.
+    :func:`mazesearch.data.solve.choose_endpoints`). ``sizes``: carve each maze as a ``k x k``
+    sub-square of the ``grid_n`` lattice, ``k`` uniform over ``sizes``, at a uniform random offset
+    (``placement="random"``) or at (0, 0) (``"origin"``); None: the maze fills the grid.
+    ``chunk_size`` only changes speed and memory.
     ``info`` counts over the generated mazes up to the last one kept: ``n_generated``,
     ``n_dropped_no_endpoints``, ``n_dropped_overlap`` (id in exclude_ids), and describes the
     result: ``n_mazes``, ``n_duplicates`` (rows repeating an earlier row's id), means of
@@ -106,9 +115,13 @@ def build_mazes(
     n = int(grid_n)
     gen_opts, end_opts = _split_options(options)
     exclude = _sorted_ids(exclude_ids)
-    spanning = is_spanning_tree(generator, gen_opts)
+    if sizes is not None:
+        placements(np.zeros(0, np.uint64), sizes, n, placement)  # checks sizes and placement
+    # a placed maze does not span its lattice: validate it as a general maze
+    spanning = is_spanning_tree(generator, gen_opts) and sizes is None
     max_chunk = chunk_size or max(256, min(_MAX_CHUNK, _CHUNK_CELLS // (n * n)))
-    k_walls, k_ends = (int(k) for k in np.random.SeedSequence(seed).generate_state(2, np.uint64))
+    # generate_state(3)[:2] == generate_state(2): adding k_place changed no existing dataset
+    k_walls, k_ends, k_place = (int(k) for k in np.random.SeedSequence(seed).generate_state(3, np.uint64))
 
     parts: list[MazeBatch] = []
     kept = generated = no_ends = overlap = 0
@@ -121,7 +134,8 @@ def build_mazes(
         remaining = n_mazes - kept
         rate = (kept + 1) / (generated + 1)  # smoothed yield so far: sizes the next chunk
         size = int(min(max_chunk, max(64, math.ceil(1.1 * remaining / rate) + 16)))
-        open_ = generate_open(generator, n, maze_seeds(k_walls, size, generated), **gen_opts)
+        open_ = _walls(generator, n, maze_seeds(k_walls, size, generated), gen_opts, sizes, placement,
+                       maze_seeds(k_place, size, generated))
         origin, target, ok = choose_endpoints(n, open_, maze_seeds(k_ends, size, generated), **end_opts)
         ids = maze_ids(n, open_, origin, target)
         excluded = ok & _isin_sorted(ids, exclude)
@@ -158,12 +172,27 @@ def build_mazes(
         "n_dropped_overlap": overlap,
         "n_duplicates": _n_repeats(batch.maze_id),
         "spanning_tree": spanning,
+        "sizes": None if sizes is None else sorted(int(k) for k in set(sizes)),
+        "placement": None if sizes is None else placement,
         "mean_path_len": float(batch.path_len.mean()),
         "mean_forks_on_path": float(batch.forks_on_path.mean()),
         "mean_dead_ends": float(batch.n_dead_ends.mean()),
         "frac_multiple_shortest_paths": float((batch.n_shortest_paths > 1).mean()),
     }
     return batch, info
+
+
+def _walls(generator, n, wall_seeds, gen_opts, sizes, placement, place_seeds) -> np.ndarray:
+    """``uint8 [B, E]``: each maze's open edges on the ``n`` lattice (carved at its size and offset)."""
+    if sizes is None:
+        return generate_open(generator, n, wall_seeds, **gen_opts)
+    place = placements(place_seeds, sizes, n, placement)  # [B, 3]: k, row, col
+    open_ = np.zeros((len(wall_seeds), n_edges(n)), np.uint8)
+    for k in np.unique(place[:, 0]):
+        idx = np.flatnonzero(place[:, 0] == k)
+        sub = generate_open(generator, int(k), wall_seeds[idx], **gen_opts)
+        open_[idx] = embed(sub, int(k), n, place[idx, 1], place[idx, 2])
+    return open_
 
 
 def _solve_chunk(n, generator, open_, origin, target, ids, spanning, offset) -> MazeBatch:

@@ -39,8 +39,8 @@ def feedability(batch: MazeBatch, vocab: Vocab, opts: TokenizerOptions, model_cf
 
 
 def with_context(model: GPT, n_ctx: int) -> GPT:
-    """A rotary model has no position table: the same weights read any length up to ``n_ctx``."""
-    if model.cfg.positional != "rotary" or n_ctx <= model.cfg.n_ctx:
+    """A rotary or position-free model has no position table: the same weights read any length."""
+    if model.cfg.positional == "learned" or n_ctx <= model.cfg.n_ctx:
         return model
     device = next(model.parameters()).device
     longer = GPT(dataclasses.replace(model.cfg, n_ctx=n_ctx))

@@ -55,15 +55,18 @@ def _with_interval(r: dict, who: str) -> str:
     return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def markdown(rows: dict[str, dict]) -> str:
+def markdown(rows: dict[str, dict], sizes: list[dict] | None = None) -> str:
+    """The table across suites (model − baseline beside the two exact rates), then the size
+    generalization table when ``sizes`` (:func:`size_rows`) is given."""
     head = ["suite", "generator", "grid_n", "n", "feedable", "leakage"]
-    head += [f"model {t}" for t, _ in TABLE_METRICS[:1]] + ["baseline exact"]
+    head += [f"model {t}" for t, _ in TABLE_METRICS[:1]] + ["baseline exact", "model − baseline"]
     head += [f"model {t}" for t, _ in TABLE_METRICS[1:]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     notes = []
     for suite, r in rows.items():
+        gain = None if r["model_exact_path"] is None else f"{r['model_exact_path'] - r['baseline_exact_path']:+.3f}"
         cells = [suite, r["generator"], r["grid_n"], r["n_mazes"], r["feedable"], r["leakage"],
-                 _with_interval(r, "model"), _with_interval(r, "baseline")]
+                 _with_interval(r, "model"), _with_interval(r, "baseline"), gain]
         cells += [r[f"model_{key}"] for _, key in TABLE_METRICS[1:]]
         lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
         if not r["feedable"]:
@@ -74,6 +77,8 @@ def markdown(rows: dict[str, dict]) -> str:
              "interval [low, high]. Definitions: docs/metrics.md.\n")
     if notes:
         text += "\n" + "\n".join(notes) + "\n"
+    if sizes:
+        text += size_markdown(sizes)
     return text
 
 
@@ -83,6 +88,50 @@ def plot_csv(rows: dict[str, dict]) -> str:
         model = "" if r["model_exact_path"] is None else f"{r['model_exact_path']:.6g}"
         out.append(f"{suite},{model},{r['baseline_exact_path']:.6g}")
     return "\n".join(out) + "\n"
+
+
+SIZE_COLUMNS = ("size", "suite", "placement", "model_exact", "model_lo", "model_hi",
+                "baseline_exact", "baseline_lo", "baseline_hi")
+
+
+def size_rows(rows: dict[str, dict], size_suites: list[str], maze_size: dict[str, tuple[int, str]]) -> list[dict]:
+    """The size-generalization curve: one entry per suite of ``size_suites``, sorted by maze size
+    (``maze_size[suite] = (k, placement)``: the side of its mazes and where they sit), with the
+    exact-path rates of model and baseline and their 95% intervals (model None: not fed)."""
+    out = []
+    for suite in size_suites:
+        r = rows[suite]
+        k, placement = maze_size[suite]
+        entry = {"size": k, "suite": suite, "placement": placement}
+        for who in ("model", "baseline"):
+            entry[f"{who}_exact"] = r[f"{who}_exact_path"]
+            entry[f"{who}_lo"], entry[f"{who}_hi"] = r[f"{who}_exact_path_lo"], r[f"{who}_exact_path_hi"]
+        out.append(entry)
+    return sorted(out, key=lambda e: (e["size"], e["placement"], e["suite"]))
+
+
+def size_csv(entries: list[dict]) -> str:
+    """``size_plot.csv`` for ``dvc plots``: exact-path rates against maze size (empty: not fed)."""
+    lines = [",".join(SIZE_COLUMNS)]
+    for e in entries:
+        lines.append(",".join("" if e[c] is None else (f"{e[c]:.6g}" if isinstance(e[c], float) else str(e[c]))
+                              for c in SIZE_COLUMNS))
+    return "\n".join(lines) + "\n"
+
+
+def size_markdown(entries: list[dict]) -> str:
+    lines = ["| size | suite | placement | model exact [95%] | baseline exact [95%] | model − baseline |",
+             "|---|---|---|---|---|---|"]
+    for e in entries:
+        cells = []
+        for who in ("model", "baseline"):
+            v, lo, hi = e[f"{who}_exact"], e[f"{who}_lo"], e[f"{who}_hi"]
+            cells.append("–" if v is None else f"{v:.3f} [{lo:.3f}, {hi:.3f}]")
+        gain = "–" if e["model_exact"] is None else f"{e['model_exact'] - e['baseline_exact']:+.3f}"
+        lines.append(f"| {e['size']} | {e['suite']} | {e['placement']} | {cells[0]} | {cells[1]} | {gain} |")
+    return ("\n## Size generalization (evaluate.size_suites)\n\n" + "\n".join(lines) + "\n"
+            "\nMazes of these sides, larger than any training maze, at the lattice origin or at random "
+            "offsets. Intervals that do not overlap the baseline's mean the model beats random-at-forks.\n")
 
 
 def nan_if_none(x):

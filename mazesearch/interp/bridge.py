@@ -19,7 +19,8 @@ from transformer_lens.model_bridge.sources import boot_native
 
 from mazesearch.model.gpt import GPT, LN_EPS, ROTARY_BASE, ModelConfig, load_gpt
 
-_POSITIONAL = {"learned": "standard", "rotary": "rotary"}
+# "none" is TL's standard (learned) embedding held at zero: the same function, exactly
+_POSITIONAL = {"learned": "standard", "rotary": "rotary", "none": "standard"}
 _NORMALIZATION = {"LN": "LN", "none": None}
 
 
@@ -58,6 +59,8 @@ def to_bridge(model: GPT) -> TransformerBridge:
     bridge = boot_native(bridge_config(model.cfg), device=device)
     ours = model.state_dict()
     theirs = bridge.state_dict()
+    if model.cfg.positional == "none":  # no positions: the bridge's position table is all zeros
+        ours["pos_embed.weight"] = torch.zeros_like(theirs["pos_embed.weight"])
     # The native unembed has no bias; TL exposes a constant zero buffer as unembed.bias.
     extra = sorted(set(theirs) - set(ours) - {"unembed.bias"})
     unknown = sorted(set(ours) - set(theirs))

@@ -34,7 +34,7 @@ from mazesearch.io import InputError, read_json, write_bytes_atomic
 
 ACT_FNS = ("gelu", "relu", "gelu_new", "silu")
 NORMALIZATIONS = ("LN", "none")
-POSITIONALS = ("learned", "rotary")
+POSITIONALS = ("learned", "rotary", "none")
 LN_EPS = 1e-5  # TransformerLens' default cfg.eps
 ROTARY_BASE = 10000  # TransformerLens' default cfg.rotary_base
 
@@ -50,7 +50,8 @@ class ModelConfig:
     d_vocab: int
     act_fn: str = "gelu"  # gelu = exact erf GELU; gelu_new = tanh approximation (GPT-2)
     normalization: str = "LN"  # "LN": pre-LayerNorm with weight+bias; "none": identity
-    positional: str = "learned"  # "learned": absolute position embedding; "rotary": RoPE on q, k
+    positional: str = "learned"  # "learned": absolute position embedding; "rotary": RoPE on q, k;
+    # "none": no positional information at all (causal masking alone orders the tokens)
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_layers", "n_heads", "d_head", "d_mlp", "n_ctx", "d_vocab"):
@@ -274,12 +275,14 @@ class GPT(nn.Module):
 
         ``positions`` (long ``[pos]``, or ``[batch, pos]`` per row, e.g. for left padding; default
         0..pos-1) place each token. ``rotary`` is the (cos, sin) pair the blocks rotate q and k
-        by, broadcastable to ``[batch, head, pos, d_head]``; None with learned positions.
+        by, broadcastable to ``[batch, head, pos, d_head]``; None with learned or no positions.
         """
         resid = self.embed(tokens)
         if self.pos_embed is not None:
             table = self.pos_embed.weight
             return resid + (table[: tokens.shape[1]] if positions is None else table[positions]), None
+        if self.cfg.positional == "none":
+            return resid, None
         if positions is None:
             positions = torch.arange(tokens.shape[1], device=tokens.device)
         cos, sin = rotary_angles(positions, self.cfg.d_head)  # [(batch,) pos, d_head]
