@@ -139,6 +139,7 @@ class TrainSpec(_Strict):
     num_threads: int = Field(default=2, ge=1)  # torch CPU threads (results may depend on it)
     seed: int = Field(default=0, ge=0)
     length_window: int = Field(default=1, ge=1)  # batches per length-sorted window (1: no bucketing)
+    n_snapshots: int = Field(default=0, ge=0)  # evenly spaced weight snapshots for stage dynamics
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> "TrainSpec":
@@ -191,6 +192,12 @@ class ProbesSpec(_Strict):
     seed: int = Field(default=0, ge=0)
 
 
+class DynamicsSpec(_Strict):
+    n_mazes: int = Field(default=300, gt=0)  # mazes of activations.dataset per snapshot
+    probes: list[Literal["walls", "target", "future_path", "on_solution", "next_move", "dist_to_target"]] = [
+        "walls", "target", "future_path"]
+
+
 class Params(_Strict):
     datasets: dict[str, DatasetSpec]
     tokenizer: TokenizerSpec
@@ -199,6 +206,7 @@ class Params(_Strict):
     evaluate: EvaluateSpec | None = None
     activations: ActivationsSpec | None = None
     probes: ProbesSpec | None = None
+    dynamics: DynamicsSpec | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Params":

@@ -2,6 +2,9 @@
 
 reports/train/ is a dvclive directory written as training goes (mazesearch/model/runlog.py):
 metrics.json (headline: final val exact-path rate and losses) and plots/metrics/{train,val}/*.tsv.
+models/snapshots/step_<step>/ holds train.n_snapshots evenly spaced weight snapshots (stage
+dynamics fits probes on each); they are written under checkpoints/train/ as training goes and
+moved into place with the final weights.
 
 Resumes from checkpoints/train/ when a killed run left state with the same params, data and
 training code; otherwise trains from scratch. checkpoints/ is scratch space outside DVC's
@@ -14,9 +17,9 @@ import json
 from pathlib import Path
 
 from mazesearch.data.tokens import Vocab, read_tokens
-from mazesearch.io import StageError, stage_main, write_text_atomic
+from mazesearch.io import StageError, atomic_dir, stage_main, write_text_atomic
 from mazesearch.model.gpt import save_checkpoint
-from mazesearch.model.train import clear_training_state, train
+from mazesearch.model.train import SNAPSHOTS, clear_training_state, train
 from mazesearch.params import load_params_or_exit, require_section
 
 
@@ -27,6 +30,7 @@ def main() -> None:
     ap.add_argument("--val", default="data/tokens/val.parquet")
     ap.add_argument("--vocab", default="data/vocab.json")
     ap.add_argument("--model-dir", default="models")
+    ap.add_argument("--snapshots-dir", default="models/snapshots")
     ap.add_argument("--reports-dir", default="reports/train")
     ap.add_argument("--checkpoint-dir", default="checkpoints/train")
     args = ap.parse_args()
@@ -42,6 +46,10 @@ def main() -> None:
         raise StageError(str(exc)) from None
 
     save_checkpoint(result.model.to("cpu"), args.model_dir)
+    with atomic_dir(args.snapshots_dir) as out:  # every snapshot or none (empty: n_snapshots 0)
+        written = Path(args.checkpoint_dir) / SNAPSHOTS
+        for snap in sorted(written.iterdir()) if written.is_dir() else []:
+            snap.rename(out / snap.name)
     result.log.finish(result.metrics)  # reports/train/metrics.json: the headline
     clear_training_state(args.checkpoint_dir)
     m = result.metrics

@@ -51,6 +51,7 @@ def valid(tmp_path_factory) -> Path:
     params["evaluate"]["suites"] = {"test": {"dataset": "test"}}
     params["evaluate"]["size_suites"] = []
     params["activations"] = {"dataset": "test", "n_mazes": 8, "batch_size": 8}
+    params["dynamics"] = {"n_mazes": 8, "probes": ["walls"]}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     vocab = Vocab.build(params["tokenizer"]["max_grid_n"])
@@ -72,6 +73,8 @@ def valid(tmp_path_factory) -> Path:
     test_mazes = build_mazes(**params["datasets"]["test"])[0]
     result = evaluate_suite(model, test_mazes, vocab, TokenizerOptions(), baseline_seed=0, batch_size=8)
     write_parquet_atomic(result.table, root / "predictions" / "test.parquet")
+    for step in (1, 2):
+        save_checkpoint(GPT(cfg, seed=step), root / "snapshots" / f"step_{step:07d}")
     for role, m in (("trained", model), ("random", GPT(cfg, seed=1))):
         extract_activations(m, tokens["test"], vocab, 3, root / "acts" / role, n_mazes=8, batch_size=8,
                             meta={"dataset": "test", "model": role})
@@ -220,6 +223,15 @@ CASES = {
     "activations-config-not-json": Case(
         "activations", ACTIVATIONS, "models/model_config.json", write_text('{"d_model": 16,'), "not valid JSON",
         ["out/acts"]),
+    # weight snapshots read by dynamics
+    "dynamics-one-snapshot": Case(
+        "dynamics", "dynamics --params {w}/params.yaml --snapshots-dir {w}/snapshots --mazes-dir {w}/mazes "
+        "--tokens-dir {w}/tokens --vocab {w}/vocab.json --out-dir {w}/out/dynamics",
+        "snapshots", lambda p: shutil.rmtree(p / "step_0000002"), "holds 1 snapshots", ["out/dynamics"]),
+    "dynamics-truncated-snapshot": Case(
+        "dynamics", "dynamics --params {w}/params.yaml --snapshots-dir {w}/snapshots --mazes-dir {w}/mazes "
+        "--tokens-dir {w}/tokens --vocab {w}/vocab.json --out-dir {w}/out/dynamics",
+        "snapshots/step_0000002/model.safetensors", truncate, "not a readable safetensors", ["out/dynamics"]),
     # predictions read by pictures
     "pictures-truncated-predictions": Case(
         "pictures", PICTURES, "predictions/test.parquet", truncate, "not readable Parquet", ["out/pictures"]),

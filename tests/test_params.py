@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mazesearch.params import (
-    ActivationsSpec, EvaluateSpec, ModelSpec, ParamsError, ProbesSpec, TokenizerSpec, TrainSpec,
+    ActivationsSpec, DynamicsSpec, EvaluateSpec, ModelSpec, ParamsError, ProbesSpec, TokenizerSpec, TrainSpec,
     _main, fill_defaults, load_params, missing_keys, parse_params, schema_defaults,
 )
 
@@ -256,7 +256,9 @@ def _reads(raw):
     tok_text = [k for k in _fields(TokenizerSpec, "tokenizer") if k != "tokenizer.max_grid_n"]  # max_grid_n: via data/vocab.json
     reads = {"vocab": ["tokenizer.max_grid_n"], "train": _fields(ModelSpec, "model") + _fields(TrainSpec, "train"),
              "eval_summary": ["evaluate.suites", "evaluate.size_suites", "datasets"], "pictures": ["evaluate.suites", "evaluate.n_pictures"], "activations": _fields(ActivationsSpec, "activations"),
-             "probes": _fields(ProbesSpec, "probes") + ["activations.dataset"]}
+             "probes": _fields(ProbesSpec, "probes") + ["activations.dataset"],
+             "dynamics": _fields(DynamicsSpec, "dynamics") + _fields(ProbesSpec, "probes")
+             + ["activations.dataset", "activations.num_threads", "activations.batch_size", "activations.control_seed"]}
     for name in raw["datasets"]:
         reads[f"generate@{name}"] = under(f"datasets.{name}.") + ["datasets.train"]
         reads[f"tokenize@{name}"] = tok_text

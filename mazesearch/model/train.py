@@ -164,6 +164,18 @@ def run_fingerprint(
     return h.hexdigest()
 
 
+SNAPSHOTS = "snapshots"  # under the checkpoint dir while training; models/snapshots afterwards
+
+
+def snapshot_steps(max_steps: int, n_snapshots: int) -> list[int]:
+    """``n_snapshots`` evenly spaced steps ending at ``max_steps`` (distinct, increasing)."""
+    return sorted({max(1, round(max_steps * k / n_snapshots)) for k in range(1, n_snapshots + 1)})
+
+
+def snapshot_name(step: int) -> str:
+    return f"step_{step:07d}"
+
+
 def save_training_state(checkpoint_dir: str | Path, state: dict) -> None:
     """torch.save to a temp file then rename: a kill mid-write keeps the previous checkpoint."""
     with atomic_path(Path(checkpoint_dir) / CHECKPOINT_FILE) as tmp:
@@ -246,6 +258,12 @@ def train(
     log = RunLog(live_dir)
     step, tokens_seen, window = 0, 0, [0.0, 0]  # window: summed loss and steps since last row
     state = load_training_state(checkpoint_dir, fingerprint)
+    snapshot_dir = None if checkpoint_dir is None else Path(checkpoint_dir) / SNAPSHOTS
+    if state is None and snapshot_dir is not None:
+        import shutil
+
+        shutil.rmtree(snapshot_dir, ignore_errors=True)  # a fresh run: no snapshot of another run
+    snap_at = set(snapshot_steps(ts.max_steps, ts.n_snapshots)) if snapshot_dir is not None else set()
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -301,6 +319,10 @@ def train(
             val = evaluate_teacher_forced(model, val_tokens, quick_val, pad_id, ts.batch_size, ts.loss_on, device, ts.bf16)
             log.log("val", step, loss=val["loss"], path_loss=val["path_loss"],
                     exact_path=val["exact_path"], path_token_acc=val["path_token_acc"])
+        if step in snap_at:  # before the resume state, so a resumed run never misses one
+            from mazesearch.model.gpt import save_checkpoint
+
+            save_checkpoint(model, snapshot_dir / snapshot_name(step))
         if checkpoint_dir is not None and (step % ts.checkpoint_every == 0 or step == ts.max_steps):
             checkpoint()
         if bar is not None:
