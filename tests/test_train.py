@@ -432,18 +432,18 @@ def test_cpu_bf16_autocast_trains_close_to_float32(data, vocab):
 def test_snapshots_at_even_steps_and_a_resumed_run_writes_the_same(data, vocab, tmp_path):
     """train.n_snapshots: weights at evenly spaced steps under the checkpoint dir; the last is the
     final model; a run killed between snapshots and resumed writes byte-identical snapshots."""
+    from mazesearch.model.gpt import load_gpt as load_gpt_
     from mazesearch.model.train import SNAPSHOTS, snapshot_steps
 
-    assert snapshot_steps(24, 3) == [8, 16, 24] and snapshot_steps(10, 4) == [2, 5, 8, 10]
-    assert snapshot_steps(3, 6) == [1, 2, 3] and snapshot_steps(24, 0) == []
+    assert snapshot_steps(24, 3) == [0, 8, 16, 24] and snapshot_steps(10, 4) == [0, 2, 5, 8, 10]
+    assert snapshot_steps(3, 6) == [0, 1, 2, 3] and snapshot_steps(24, 0) == []
     tokens, val = data
     whole = train(MODEL, spec(n_snapshots=3), tokens, val, vocab, checkpoint_dir=tmp_path / "a", progress=False)
     snaps = sorted(p.name for p in (tmp_path / "a" / SNAPSHOTS).iterdir())
-    assert snaps == ["step_0000008", "step_0000016", "step_0000024"]
-    from mazesearch.model.gpt import load_gpt
-
-    assert weights_sha(load_gpt(tmp_path / "a" / SNAPSHOTS / "step_0000024")) == weights_sha(whole.model)
-    assert weights_sha(load_gpt(tmp_path / "a" / SNAPSHOTS / "step_0000008")) != weights_sha(whole.model)
+    assert snaps == ["step_0000000", "step_0000008", "step_0000016", "step_0000024"]
+    assert weights_sha(load_gpt_(tmp_path / "a" / SNAPSHOTS / "step_0000000")) == weights_sha(GPT(whole.config, seed=0))
+    assert weights_sha(load_gpt_(tmp_path / "a" / SNAPSHOTS / "step_0000024")) == weights_sha(whole.model)
+    assert weights_sha(load_gpt_(tmp_path / "a" / SNAPSHOTS / "step_0000008")) != weights_sha(whole.model)
 
     class Killed(Exception):
         pass

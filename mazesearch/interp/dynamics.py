@@ -9,7 +9,8 @@ measured beside them. The question (arXiv 2312.02566 found the two jumps togethe
 representation appear before, with, or after the behaviour?
 
 *Jump step* of a curve: the first step at which it has made half of its rise from its first
-value to its maximum (linear interpolation between snapshots; None when it never rises).
+value (the initial weights, step 0) to its maximum (linear interpolation between snapshots;
+None when it rises by less than MIN_RISE).
 *Lead* of a probe: jump step of the exact-path rate minus jump step of the probe score, in
 training steps (positive: the probe jumps first). The resolution is the snapshot spacing.
 """
@@ -22,15 +23,17 @@ from pathlib import Path
 import numpy as np
 
 JUMP_FRACTION = 0.5  # of the rise from the first value to the maximum
+MIN_RISE = 0.05  # a smaller rise (in score units) is no jump: held-out scores wobble by ~0.01-0.03
 
 
-def jump_step(steps, values, fraction: float = JUMP_FRACTION) -> float | None:
+def jump_step(steps, values, fraction: float = JUMP_FRACTION, min_rise: float = MIN_RISE) -> float | None:
     """The first step where ``values`` reach ``first + fraction * (max - first)``, interpolated
-    linearly between points; None if the curve never rises or has no defined value."""
+    linearly between points; None if the curve rises by less than ``min_rise`` (no jump to
+    place) or has fewer than two defined values."""
     steps, values = np.asarray(steps, np.float64), np.asarray(values, np.float64)
     ok = ~np.isnan(values)
     steps, values = steps[ok], values[ok]
-    if len(values) < 2 or values.max() <= values[0]:
+    if len(values) < 2 or values.max() - values[0] < min_rise:
         return None
     level = values[0] + fraction * (values.max() - values[0])
     k = int(np.argmax(values >= level))  # first index at or above the level (k >= 1)
@@ -74,7 +77,10 @@ def summarize(steps: list[int], rows: list[dict], probes: list[str]) -> dict:
         score = [np.nan if r[name] is None else r[name] for r in rows]
         out[f"jump_step_{name}"] = jump_step(steps, score)
         out[f"lead_steps_{name}"] = lead_steps(steps, exact, score)
-    return {k: None if v is None else round(v, 1) for k, v in out.items()}
+        defined = [v for v in score if not np.isnan(v)]
+        out[f"rise_{name}"] = max(defined) - defined[0] if len(defined) > 1 else None
+    return {k: None if v is None else round(float(v), 1 if k.startswith(("jump", "lead")) else 4)
+            for k, v in out.items()}
 
 
 def curve_csv(steps: list[int], rows: list[dict], probes: list[str]) -> str:

@@ -168,8 +168,11 @@ SNAPSHOTS = "snapshots"  # under the checkpoint dir while training; models/snaps
 
 
 def snapshot_steps(max_steps: int, n_snapshots: int) -> list[int]:
-    """``n_snapshots`` evenly spaced steps ending at ``max_steps`` (distinct, increasing)."""
-    return sorted({max(1, round(max_steps * k / n_snapshots)) for k in range(1, n_snapshots + 1)})
+    """Step 0 (the initial weights: where every curve starts) and ``n_snapshots`` evenly spaced
+    steps ending at ``max_steps`` (distinct, increasing); none when ``n_snapshots`` is 0."""
+    if n_snapshots == 0:
+        return []
+    return sorted({0} | {max(1, round(max_steps * k / n_snapshots)) for k in range(1, n_snapshots + 1)})
 
 
 def snapshot_name(step: int) -> str:
@@ -271,6 +274,10 @@ def train(
         step, tokens_seen, window = state["step"], state["tokens_seen"], list(state["window"])
         print(f"train: resuming from step {step} ({checkpoint_dir})")
     resumed_from, tokens_at_start = step, tokens_seen
+    if step == 0 and 0 in snap_at:
+        from mazesearch.model.gpt import save_checkpoint
+
+        save_checkpoint(model, snapshot_dir / snapshot_name(0))
 
     def checkpoint() -> None:
         save_training_state(checkpoint_dir, {
