@@ -67,10 +67,10 @@ def main() -> None:
 
     series = {}
     for who in ("model", "baseline"):
-        for where in ("origin", "random", "fills grid"):
-            pts = [e for e in sizes if e["placement"] == where]
+        for where, places in (("at the origin", ("origin", "fills grid")), ("placed", ("random",))):
+            pts = [e for e in sizes if e["placement"] in places]  # a maze filling its grid is at the origin
             if pts:
-                series[f"{who}, {'placed' if where == 'random' else where}"] = tuple(
+                series[f"{who}, {where}"] = tuple(
                     [nan_if_none(e[k]) for e in pts] for k in ("size", f"{who}_exact", f"{who}_lo", f"{who}_hi"))
     render_interval_lines(series, out / "size.png", title="exact path vs maze size (95% intervals)",
                           xlabel="maze side", ylabel="exact path")

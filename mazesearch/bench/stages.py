@@ -101,6 +101,8 @@ def _workspace(work: Path, params_path: Path, n_train: int) -> None:
     raw["datasets"]["test"]["n_mazes"] = max(N_EVAL, raw["datasets"]["test"]["n_mazes"])
     test_suite = raw["evaluate"]["suites"]["test"]
     raw["evaluate"]["suites"] = {"test": {**test_suite, "n_mazes": N_EVAL}}
+    raw["evaluate"]["size_suites"] = []
+    raw["activations"]["dataset"] = "test"  # only train, val and test exist in the workspace
     raw["train"].update(max_steps=TRAIN_STEPS, warmup_steps=10, eval_every=TRAIN_STEPS, checkpoint_every=TRAIN_STEPS)
     (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     py = sys.executable
