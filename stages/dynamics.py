@@ -5,7 +5,8 @@
                                         exact-path rate and each probe make half their rise,
                                         and each probe's lead in steps (mazesearch.interp.dynamics)
         reports/dynamics/curve.csv      step, exact_path, one column per probe (a DVC plot)
-        reports/dynamics/details.json   per snapshot: each probe's val-chosen layer and score
+        reports/dynamics/details.json   per snapshot: each probe's val-chosen layer and score;
+                                        each curve's rise from step 0 to its maximum
         reports/dynamics/dynamics.png   the curves
 """
 
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         raise InputError(args.snapshots_dir, f"holds {len(snaps)} snapshots; dynamics needs at least 2",
                          "set train.n_snapshots >= 2 and rerun `dvc repro train`")
 
-    from mazesearch.interp.dynamics import curve_csv, snapshot_row, summarize
+    from mazesearch.interp.dynamics import curve_csv, rises, snapshot_row, summarize
     from mazesearch.model.device import set_threads
     from mazesearch.model.gpt import GPT, load_gpt
     from mazesearch.viz.charts import render_interval_lines
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         write_json_atomic(out / "metrics.json", metrics)
         write_text_atomic(out / "curve.csv", curve_csv(steps, rows, probes))
         write_json_atomic(out / "details.json", {"steps": steps, "snapshots": rows, "dataset": acts.dataset,
-                                                  "n_mazes": spec.n_mazes})
+                                                  "n_mazes": spec.n_mazes, "rise": rises(rows, ["exact_path", *probes])})
         nan = float("nan")
         series = {name: (steps, [nan if r[name] is None else r[name] for r in rows],
                          [nan if r[name] is None else r[name] for r in rows],

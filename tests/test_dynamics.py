@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from mazesearch.interp.dynamics import curve_csv, jump_step, lead_steps, summarize
+from mazesearch.interp.dynamics import curve_csv, jump_step, lead_steps, rises, summarize
 
 
 def test_jump_step_interpolates_half_the_rise():
@@ -29,7 +29,8 @@ def test_lead_is_positive_when_the_probe_jumps_first():
 def test_summary_and_curve():
     rows = [{"exact_path": 0.0, "walls": 0.5, "target": None}, {"exact_path": 1.0, "walls": 0.9, "target": None}]
     m = summarize([10, 20], rows, ["walls", "target"])
-    assert m == {"jump_step_exact_path": 15.0, "jump_step_walls": 15.0, "lead_steps_walls": 0.0, "rise_walls": 0.4,
-                 "jump_step_target": None, "lead_steps_target": None, "rise_target": None}
+    assert m == {"jump_step_exact_path": 15.0, "jump_step_walls": 15.0, "lead_steps_walls": 0.0,
+                 "jump_step_target": None, "lead_steps_target": None}
+    assert rises(rows, ["exact_path", "walls", "target"]) == {"exact_path": 1.0, "walls": 0.4, "target": None}
     assert curve_csv([10, 20], rows, ["walls", "target"]).splitlines() == [
         "step,exact_path,walls,target", "10,0,0.5,", "20,1,0.9,"]

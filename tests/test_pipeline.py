@@ -102,12 +102,14 @@ def count_metrics(shown: dict) -> int:
 
 
 def test_metrics_are_headlines_only(repo):
-    """A screenful: data 3 per dataset, train 4, evaluation 8 per suite, probes 4 per probe."""
+    """A screenful: data 3 per dataset, train 4, evaluation 8 per suite, probes 4 per probe,
+    dynamics 1 + 2 per probe."""
     import json
 
     shown = json.loads(_run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], repo))
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    budget = 3 * len(params["datasets"]) + 4 + 8 * len(params["evaluate"]["suites"]) + 4 * 6
+    budget = (3 * len(params["datasets"]) + 4 + 8 * len(params["evaluate"]["suites"]) + 4 * 6
+              + 1 + 2 * len(params["dynamics"]["probes"]))
     assert 0 < count_metrics(shown) <= budget
 
 

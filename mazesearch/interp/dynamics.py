@@ -70,17 +70,23 @@ def snapshot_row(model, control, tokens, mazes, vocab, probes: list[str], probes
 
 
 def summarize(steps: list[int], rows: list[dict], probes: list[str]) -> dict:
-    """The DVC metric: the exact-path jump step, each probe's jump step and lead (None: no rise)."""
+    """The DVC metric: the exact-path jump step, each probe's jump step and lead (None: no jump)."""
     exact = [r["exact_path"] for r in rows]
     out = {"jump_step_exact_path": jump_step(steps, exact)}
     for name in probes:
         score = [np.nan if r[name] is None else r[name] for r in rows]
         out[f"jump_step_{name}"] = jump_step(steps, score)
         out[f"lead_steps_{name}"] = lead_steps(steps, exact, score)
-        defined = [v for v in score if not np.isnan(v)]
-        out[f"rise_{name}"] = max(defined) - defined[0] if len(defined) > 1 else None
-    return {k: None if v is None else round(float(v), 1 if k.startswith(("jump", "lead")) else 4)
-            for k, v in out.items()}
+    return {k: None if v is None else round(float(v), 1) for k, v in out.items()}
+
+
+def rises(rows: list[dict], names: list[str]) -> dict:
+    """Each curve's rise from its first value to its maximum (details: is there a jump at all?)."""
+    out = {}
+    for name in names:
+        defined = [r[name] for r in rows if r[name] is not None]
+        out[name] = round(max(defined) - defined[0], 4) if len(defined) > 1 else None
+    return out
 
 
 def curve_csv(steps: list[int], rows: list[dict], probes: list[str]) -> str:
