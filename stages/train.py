@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--val", default="data/tokens/val.parquet")
     ap.add_argument("--vocab", default="data/vocab.json")
     ap.add_argument("--model-dir", default="models")
-    ap.add_argument("--snapshots-dir", default="models/snapshots")
+    ap.add_argument("--snapshots-dir", default=None, help="default: <model-dir>/snapshots")
     ap.add_argument("--reports-dir", default="reports/train")
     ap.add_argument("--checkpoint-dir", default="checkpoints/train")
     args = ap.parse_args()
@@ -46,7 +46,8 @@ def main() -> None:
         raise StageError(str(exc)) from None
 
     save_checkpoint(result.model.to("cpu"), args.model_dir)
-    with atomic_dir(args.snapshots_dir) as out:  # every snapshot or none (empty: n_snapshots 0)
+    snapshots_dir = Path(args.model_dir) / "snapshots" if args.snapshots_dir is None else Path(args.snapshots_dir)
+    with atomic_dir(snapshots_dir) as out:  # every snapshot or none (empty: n_snapshots 0)
         written = Path(args.checkpoint_dir) / SNAPSHOTS
         for snap in sorted(written.iterdir()) if written.is_dir() else []:
             snap.rename(out / snap.name)

@@ -400,6 +400,8 @@ def test_stage_writes_model_metrics_and_curves(data, vocab, tmp_path, monkeypatc
     outputs = ["models/model.safetensors", "models/model_config.json", "reports/metrics.json",
                "reports/plots/metrics/train/loss.tsv", "reports/plots/metrics/val/exact_path.tsv"]
     first = {name: (tmp_path / name).read_bytes() for name in outputs}
+    assert (tmp_path / "models" / "snapshots").is_dir()  # beside the weights (n_snapshots 0: empty)
+    assert not any((tmp_path / "models" / "snapshots").iterdir())
     metrics = json.loads(first["reports/metrics.json"])
     assert list(metrics) == ["val_exact_path", "val_loss", "val_path_loss", "step"]
     assert metrics["step"] == 12  # dvclive's: the last logged step
