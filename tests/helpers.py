@@ -68,3 +68,14 @@ def rel_err(got, want) -> float:
     scale = float(np.abs(want).max()) if want.size else 0.0
     diff = float(np.abs(got - want).max()) if want.size else 0.0
     return diff / scale if scale > 0 else diff
+
+
+def dfs3_token_sets(vocab: Vocab):
+    """(train, val) TokenBatches: 200 and 40 3x3 DFS mazes, val excluding train (the training
+    tests' data)."""
+    from mazesearch.data.dataset import build_mazes
+    from mazesearch.data.tokens import encode
+
+    train_mazes, _ = build_mazes(generator="dfs", grid_n=3, n_mazes=200, seed=1)
+    val_mazes, _ = build_mazes(generator="dfs", grid_n=3, n_mazes=40, seed=2, exclude_ids=train_mazes.maze_id)
+    return encode(train_mazes, vocab), encode(val_mazes, vocab)
