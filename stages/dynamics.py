@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import tempfile
 from pathlib import Path
 
 from mazesearch.data.maze import read_mazes
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         raise InputError(args.snapshots_dir, f"holds {len(snaps)} snapshots; dynamics needs at least 2",
                          "set train.n_snapshots >= 2 and rerun `dvc repro train`")
 
+    from mazesearch.interp.activations import extract_activations
     from mazesearch.interp.dynamics import curve_csv, rises, snapshot_row, summarize
     from mazesearch.model.device import set_threads
     from mazesearch.model.gpt import GPT, load_gpt
@@ -51,15 +53,17 @@ def main(argv: list[str] | None = None) -> None:
 
     set_threads(acts.num_threads)
     steps, rows = [], []
-    control = None
-    for snap in snaps:
-        model = load_gpt(snap, vocab=vocab, vocab_path=args.vocab).eval()
-        control = control or GPT(model.cfg, seed=acts.control_seed).eval()
-        rows.append(snapshot_row(model, control, tokens, mazes, vocab, list(spec.probes), params.probes or ProbesSpec(),
-                                 spec.n_mazes, acts.batch_size))
-        steps.append(int(snap.name.split("_")[1]))
-        print(f"dynamics step {steps[-1]}: exact {rows[-1]['exact_path']:.3f}, "
-              + ", ".join(f"{p} {rows[-1][p]}" for p in spec.probes), flush=True)
+    models = [load_gpt(snap, vocab=vocab, vocab_path=args.vocab).eval() for snap in snaps]
+    control = GPT(models[0].cfg, seed=acts.control_seed).eval()
+    with tempfile.TemporaryDirectory() as tmp:  # the control's activations: the same for every snapshot
+        control_store = extract_activations(control, tokens, vocab, mazes.grid_n, Path(tmp) / "random",
+                                            n_mazes=spec.n_mazes, batch_size=acts.batch_size)
+        for snap, model in zip(snaps, models):
+            rows.append(snapshot_row(model, control_store, tokens, mazes, vocab, list(spec.probes),
+                                     params.probes or ProbesSpec(), spec.n_mazes, acts.batch_size))
+            steps.append(int(snap.name.split("_")[1]))
+            print(f"dynamics step {steps[-1]}: exact {rows[-1]['exact_path']:.3f}, "
+                  + ", ".join(f"{p} {rows[-1][p]}" for p in spec.probes), flush=True)
 
     probes = list(spec.probes)
     with atomic_dir(args.out_dir) as out:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import yaml
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from mazesearch.params import parse_params
 
-    raw = yaml.safe_load(open(args.params))
+    raw = yaml.safe_load(Path(args.params).read_text())
     for item in args.set:
         key, _, value = item.partition("=")
         _set(raw, key, yaml.safe_load(value))

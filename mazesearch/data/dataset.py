@@ -20,7 +20,7 @@ import numpy as np
 
 from mazesearch.data.generate import generate_open, maze_seeds
 from mazesearch.data.maze import MazeBatch, maze_ids, n_edges
-from mazesearch.data.placement import embed, placements
+from mazesearch.data.placement import check_placement, embed, placements
 from mazesearch.data.solve import choose_endpoints, path_stats, solve
 from mazesearch.data.validate import MazeValidationError, validate
 
@@ -116,7 +116,7 @@ def build_mazes(
     gen_opts, end_opts = _split_options(options)
     exclude = _sorted_ids(exclude_ids)
     if sizes is not None:
-        placements(np.zeros(0, np.uint64), sizes, n, placement)  # checks sizes and placement
+        check_placement(sizes, n, placement)
     # a placed maze does not span its lattice: validate it as a general maze
     spanning = is_spanning_tree(generator, gen_opts) and sizes is None
     max_chunk = chunk_size or max(256, min(_MAX_CHUNK, _CHUNK_CELLS // (n * n)))

@@ -38,13 +38,19 @@ def _placements_kernel(seeds, sizes, lattice, at_random, out):
         out[i, 2] = c
 
 
-def placements(seeds: np.ndarray, sizes, lattice: int, placement: str = "random") -> np.ndarray:
-    """Each maze's ``(k, row, col)``: ``int32 [B, 3]`` from its seed ``uint64 [B]``."""
+def check_placement(sizes, lattice: int, placement: str) -> np.ndarray:
+    """``sizes`` as ``int64 [K]`` if they fit the lattice and ``placement`` is known, else ValueError."""
     sizes = np.asarray(sizes, dtype=np.int64)
     if sizes.ndim != 1 or not len(sizes) or sizes.min() < 2 or sizes.max() > lattice:
         raise ValueError(f"sizes must be a non-empty list of ints in 2..grid_n={lattice}, got {sizes.tolist()}")
     if placement not in PLACEMENTS:
         raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+    return sizes
+
+
+def placements(seeds: np.ndarray, sizes, lattice: int, placement: str = "random") -> np.ndarray:
+    """Each maze's ``(k, row, col)``: ``int32 [B, 3]`` from its seed ``uint64 [B]``."""
+    sizes = check_placement(sizes, lattice, placement)
     out = np.empty((len(seeds), 3), np.int32)
     _placements_kernel(np.ascontiguousarray(seeds, np.uint64), sizes, np.int64(lattice),
                        placement == "random", out)

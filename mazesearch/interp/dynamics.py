@@ -47,9 +47,11 @@ def lead_steps(steps, accuracy, score) -> float | None:
     return None if a is None or p is None else a - p
 
 
-def snapshot_row(model, control, tokens, mazes, vocab, probes: list[str], probes_cfg, n_mazes: int,
+def snapshot_row(model, control_store, tokens, mazes, vocab, probes: list[str], probes_cfg, n_mazes: int,
                  batch_size: int) -> dict:
-    """One snapshot's exact-path rate and each probe's held-out score at its val-chosen layer."""
+    """One snapshot's exact-path rate and each probe's held-out score at its val-chosen layer.
+    ``control_store``: the random-init control's activations over the same mazes (the same for
+    every snapshot, so the caller extracts them once)."""
     from mazesearch.interp.activations import extract_activations
     from mazesearch.interp.probe_report import headline
     from mazesearch.interp.probes import run_probes
@@ -57,10 +59,9 @@ def snapshot_row(model, control, tokens, mazes, vocab, probes: list[str], probes
 
     exact = evaluate_teacher_forced(model, tokens, np.arange(n_mazes), vocab.pad_id, batch_size)["exact_path"]
     with tempfile.TemporaryDirectory() as tmp:
-        stores = {role: extract_activations(m, tokens, vocab, mazes.grid_n, Path(tmp) / role, n_mazes=n_mazes,
-                                            batch_size=batch_size)
-                  for role, m in (("trained", model), ("random", control))}
-        results, _ = run_probes(mazes, stores["trained"], stores["random"], probes_cfg, names=probes, progress=False)
+        store = extract_activations(model, tokens, vocab, mazes.grid_n, Path(tmp) / "trained", n_mazes=n_mazes,
+                                    batch_size=batch_size)
+        results, _ = run_probes(mazes, store, control_store, probes_cfg, names=probes, progress=False)
     head = headline(results)
     row = {"exact_path": exact}
     for name in probes:

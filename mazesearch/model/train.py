@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import pickle
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Literal
@@ -36,7 +37,7 @@ from mazesearch.io import InputError, atomic_path
 from mazesearch.model.batches import DataOrder, DeviceBatcher, make_lm_batch
 from mazesearch.model.runlog import RunLog
 from mazesearch.model.device import resolve_device, set_threads
-from mazesearch.model.gpt import GPT, ModelConfig
+from mazesearch.model.gpt import GPT, ModelConfig, save_checkpoint
 from mazesearch.params import ModelSpec, TrainSpec
 from mazesearch.model.schedule import lr_at, make_optimizer, set_lr
 from mazesearch.data.tokens import PAD, TokenBatch, Vocab
@@ -263,8 +264,6 @@ def train(
     state = load_training_state(checkpoint_dir, fingerprint)
     snapshot_dir = None if checkpoint_dir is None else Path(checkpoint_dir) / SNAPSHOTS
     if state is None and snapshot_dir is not None:
-        import shutil
-
         shutil.rmtree(snapshot_dir, ignore_errors=True)  # a fresh run: no snapshot of another run
     snap_at = set(snapshot_steps(ts.max_steps, ts.n_snapshots)) if snapshot_dir is not None else set()
     if state is not None:
@@ -275,8 +274,6 @@ def train(
         print(f"train: resuming from step {step} ({checkpoint_dir})")
     resumed_from, tokens_at_start = step, tokens_seen
     if step == 0 and 0 in snap_at:
-        from mazesearch.model.gpt import save_checkpoint
-
         save_checkpoint(model, snapshot_dir / snapshot_name(0))
 
     def checkpoint() -> None:
@@ -327,8 +324,6 @@ def train(
             log.log("val", step, loss=val["loss"], path_loss=val["path_loss"],
                     exact_path=val["exact_path"], path_token_acc=val["path_token_acc"])
         if step in snap_at:  # before the resume state, so a resumed run never misses one
-            from mazesearch.model.gpt import save_checkpoint
-
             save_checkpoint(model, snapshot_dir / snapshot_name(step))
         if checkpoint_dir is not None and (step % ts.checkpoint_every == 0 or step == ts.max_steps):
             checkpoint()
