@@ -1,6 +1,7 @@
 """``python -m mazesearch.bench <name> [options]``: run benchmark ``mazesearch/bench/<name>.py``.
 
-``all`` runs every benchmark module with its default options, in alphabetical order.
+``all`` runs every benchmark module with its default options, in alphabetical order (but for
+those that set ``IN_ALL = False``).
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ def main(argv: list[str] | None = None) -> None:
     name, rest = argv[0], argv[1:]
     if name == "all":
         for each in names:
+            module = importlib.import_module(f"mazesearch.bench.{each}")
+            if not getattr(module, "IN_ALL", True):
+                continue
             print(f"== bench {each}", flush=True)
-            importlib.import_module(f"mazesearch.bench.{each}").main([])
+            module.main([])
         return
     if name not in names:
         print(f"error: unknown benchmark {name!r}; available: {', '.join(names)}, all", file=sys.stderr)
