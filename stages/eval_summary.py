@@ -4,10 +4,12 @@
                                     exact-path intervals, ...}} (a plain output, not a DVC
                                     metric: the per-suite headlines are the metrics)
     reports/eval/summary.md         the same as a Markdown table
-    reports/eval/summary_plot.csv   suite,model_exact,baseline_exact (a DVC bar plot)
+    reports/eval/summary_plot.csv   suite,series,exact,lo,hi: model and baseline per suite with
+                                    95% intervals (a DVC plot, template interval_bars)
     reports/eval/summary.png        the same as a grouped bar chart
-    reports/eval/size_plot.csv      exact-path rate (model, baseline, 95% intervals) against maze
-                                    size for evaluate.size_suites (a DVC plot)
+    reports/eval/size_plot.csv      size,suite,placement,series,exact,lo,hi: exact-path rate
+                                    against maze size for evaluate.size_suites (template
+                                    interval_lines)
     reports/eval/size.png           the same as a chart with interval bars
 
 Suites are listed in params order. The baseline's exact-path rate is the suite's complexity

@@ -184,8 +184,23 @@ ACTIVATIONS = ("activations --params {w}/params.yaml --model-dir {w}/models --to
 PROBES = "probes --params {w}/params.yaml --mazes-dir {w}/mazes --activations-dir {w}/acts --out-dir {w}/out/probes --quiet"
 TOKENIZE = "tokenize test --params {w}/params.yaml --mazes-dir {w}/mazes --vocab {w}/vocab.json --out-dir {w}/out/tokens"
 
+def edit_yaml(dotted: str, value) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        raw = yaml.safe_load(path.read_text())
+        *parents, last = dotted.split(".")
+        node = raw
+        for key in parents:
+            node = node[key]
+        node[last] = value
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return write
+
+
 CASES = {
-    # params.yaml: the only input of generate and vocab
+    # params.yaml: the only input of validate, generate and vocab
+    "validate-bad-value": Case(
+        "validate", "validate --params {w}/params.yaml --out {w}/out/params_valid.txt",
+        "params.yaml", edit_yaml("datasets.train.grid_n", 1), "datasets.train.grid_n", ["out/params_valid.txt"]),
     "generate-unknown-dataset": Case(
         "generate", "generate nope --params {w}/params.yaml --out-dir {w}/out/mazes --report-dir {w}/out/reports",
         "params.yaml", lambda p: None, "datasets.nope is not defined",

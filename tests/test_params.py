@@ -235,6 +235,9 @@ def _stage_params(raw):
         for entry in entries:
             keys = []
             for item in body.get("params", []):
+                if isinstance(item, dict) and list(item.values()) == [None]:  # `- params.yaml:` = every key
+                    keys += list(raw)
+                    continue
                 items = [item] if isinstance(item, str) else [k for v in item.values() for k in v]
                 keys += [_resolve(k, raw, entry) for k in items]
             out[name if entry is None else f"{name}@{entry}"] = keys
@@ -254,7 +257,7 @@ def _reads(raw):
         return [k for k in leaves if k.startswith(prefix)]
 
     tok_text = [k for k in _fields(TokenizerSpec, "tokenizer") if k != "tokenizer.max_grid_n"]  # max_grid_n: via data/vocab.json
-    reads = {"vocab": ["tokenizer.max_grid_n"], "train": _fields(ModelSpec, "model") + _fields(TrainSpec, "train"),
+    reads = {"validate": list(leaves), "vocab": ["tokenizer.max_grid_n"], "train": _fields(ModelSpec, "model") + _fields(TrainSpec, "train"),
              "eval_summary": ["evaluate.suites", "evaluate.size_suites", "datasets"], "pictures": ["evaluate.suites", "evaluate.n_pictures"], "activations": _fields(ActivationsSpec, "activations"),
              "probes": _fields(ProbesSpec, "probes") + ["activations.dataset"],
              "dynamics": _fields(DynamicsSpec, "dynamics") + _fields(ProbesSpec, "probes")

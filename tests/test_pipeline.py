@@ -70,6 +70,7 @@ def repo(tmp_path_factory):
     _run(["git", "config", "user.name", "e2e"], repo)
     _run([sys.executable, "-m", "dvc", "init", "-q"], repo)
     _run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], repo)
+    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")  # the plot templates
     return repo
 
 
@@ -111,6 +112,61 @@ def test_metrics_are_headlines_only(repo):
     budget = (3 * len(params["datasets"]) + 4 + 8 * len(params["evaluate"]["suites"]) + 4 * 6
               + 1 + 2 * len(params["dynamics"]["probes"]))
     assert 0 < count_metrics(shown) <= budget
+
+
+def _encoded_fields(spec) -> set[str]:
+    """Every ``field`` an encoding of a Vega-Lite spec reads (layers included)."""
+    found = set()
+    if isinstance(spec, dict):
+        for key, value in spec.items():
+            if key == "field" and isinstance(value, str):
+                found.add(value)
+            else:
+                found |= _encoded_fields(value)
+    elif isinstance(spec, list):
+        for value in spec:
+            found |= _encoded_fields(value)
+    return found
+
+
+def plot_problems(shown: dict) -> list[str]:
+    """What is wrong with ``dvc plots show --json``: errors, empty plots, and encodings that read
+    a field the plot's data does not have (like the by-layer CSVs once drawn against ``step``)."""
+    problems = [f"error: {e}" for e in shown.get("errors") or []]
+    for name, entries in shown["data"].items():
+        for entry in entries:
+            spec = entry["content"]
+            rows = spec.get("data", {}).get("values", [])
+            if not rows:
+                problems.append(f"{name}: no data")
+                continue
+            have = set().union(*(row.keys() for row in rows))
+            have |= {t["as"] for t in spec.get("transform", []) if "as" in t}  # computed in the spec
+            missing = _encoded_fields(spec) - have
+            if missing:
+                problems.append(f"{name}: encodes {sorted(missing)}, data has {sorted(have)}")
+    return problems
+
+
+def test_plots_are_drawn_once_each_with_fields_their_data_has(repo):
+    """`dvc plots show` draws exactly the plots dvc.yaml defines at the top level (stages declare
+    their plot files as plain outputs, so nothing is drawn twice) and every encoded field exists."""
+    import json
+
+    shown = json.loads(_run([sys.executable, "-m", "dvc", "plots", "show", "--json"], repo))
+    assert plot_problems(shown) == []
+    probes = sorted(p.stem for p in (repo / "reports" / "probes" / "by_layer").glob("*.csv"))
+    expected = {"train loss", "validation exact-path rate", "validation loss",
+                "exact path per suite, model vs random-at-forks baseline (95% intervals)",
+                "exact path vs maze size (95% intervals)", "probe score and exact path vs training step",
+                *(f"reports/probes/by_layer/{p}.csv" for p in probes)}
+    assert len(probes) >= 3 and set(shown["data"]) == expected
+    suites = shown["data"]["exact path per suite, model vs random-at-forks baseline (95% intervals)"][0]
+    rows = suites["content"]["data"]["values"]
+    assert {r["series"] for r in rows} == {"model", "baseline"} and all(
+        float(r["lo"]) <= float(r["exact"]) <= float(r["hi"]) for r in rows)
+    by_layer = shown["data"][f"reports/probes/by_layer/{probes[0]}.csv"][0]["content"]["data"]["values"]
+    assert {"trained", "random_init", "permuted"} <= {v for r in by_layer for v in r.values()}  # both controls
 
 
 def test_forced_rerun_gives_identical_bytes(repo):
@@ -199,15 +255,16 @@ def test_changing_a_key_reruns_only_downstream(repo, key, value, readers):
     must_run = {s for s in _stage_names(repo) if s.startswith(readers)}
     _set_param(repo, key, value)
     ran, out = _repro(repo)
-    allowed = _downstream(repo, must_run)
-    assert must_run <= ran, out
+    # validate reads every key; its output does not change, so nothing downstream of it reruns
+    allowed = _downstream(repo, must_run) | {"validate"}
+    assert must_run | {"validate"} <= ran, out
     assert ran <= allowed, f"ran outside the downstream set: {ran - allowed}"
     if key.startswith("tokenizer."):
         assert not any(s.startswith(("generate", "vocab")) for s in ran)
     if key.startswith("probes."):  # dynamics fits the same probes on every snapshot
-        assert ran == {"probes", "dynamics"}
+        assert ran == {"validate", "probes", "dynamics"}
     if key == "evaluate.n_pictures":  # pictures are drawn apart: no rollout reruns
-        assert ran == {"pictures"}, out
+        assert ran == {"validate", "pictures"}, out
         assert len(list((repo / "reports" / "eval" / "pictures").glob("*.png"))) == len(_suites(repo))
     _commit(repo, f"change {key}")
     ran, out = _repro(repo)
@@ -245,3 +302,37 @@ def test_dvc_exp_run_overrides_a_key_of_every_family(repo):
         for part in key.split("."):
             node = node[part]
         assert node == value, key
+
+
+def _outputs(repo) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for d in ("data", "models", "reports") for p in sorted((repo / d).rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("command", ["exp run", "repro"])
+def test_a_bad_value_stops_the_run_before_any_output_is_touched(repo, command):
+    """Stage validate comes first: `dvc exp run -S datasets.train.grid_n=1` (or a bad edit then
+    `dvc repro`) fails with the one error line and every output, cached or not, is untouched."""
+    _commit(repo, "before a bad value")
+    ran, out = _repro(repo)
+    assert ran == set(), out
+    before = _outputs(repo)
+    assert len(before) > 50 and (repo / "data" / "params_valid.txt").exists()
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               PYTHONPATH=str(repo), DVC_NO_ANALYTICS="1")
+    if command == "exp run":
+        args = [sys.executable, "-m", "dvc", "exp", "run", "-S", "datasets.train.grid_n=1"]
+    else:
+        _set_param(repo, "datasets.train.grid_n", 1)
+        args = [sys.executable, "-m", "dvc", "repro"]
+    proc = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0, text
+    assert "error: " in text and "datasets.train.grid_n" in text, text
+    assert re.findall(r"Running stage '([^']+)'", text) == ["validate"], text
+    after = _outputs(repo)
+    assert sorted(after) == sorted(before), f"missing: {sorted(set(before) - set(after))}"
+    assert [p for p in before if after[p] != before[p]] == []
+    _run(["git", "checkout", "--", "params.yaml"], repo)  # the README's recovery: nothing to recompute
+    ran, out = _repro(repo)
+    assert ran == set(), out

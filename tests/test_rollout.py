@@ -372,8 +372,11 @@ def test_evaluate_and_summary_stages(tmp_path, monkeypatch, capsys):
     md = Path("reports/eval/summary.md").read_text()
     assert md.count("\n| ") == len(suites) + 1 and "big: not fed to the model" in md
     csv = Path("reports/eval/summary_plot.csv").read_text().splitlines()
-    assert csv[0] == "suite,model_exact,baseline_exact" and len(csv) == len(suites) + 1
-    assert csv[[r.split(",")[0] for r in csv].index("big")].split(",")[1] == ""
+    assert csv[0] == "suite,series,exact,lo,hi" and len(csv) == 2 * len(suites)  # big: baseline row only
+    assert [r.split(",")[1] for r in csv if r.startswith("big,")] == ["baseline"]
+    model_test = next(r for r in csv if r.startswith("test,model,")).split(",")
+    assert [float(v) for v in model_test[2:]] == pytest.approx(
+        [test_head[k] for k in ("model_exact", "model_exact_lo", "model_exact_hi")], rel=1e-5)
 
     # a rotary model has no position table: it reads the suite that is too long for learned positions
     save_checkpoint(GPT(dataclasses.replace(cfg, positional="rotary"), seed=0), "models_rotary")

@@ -64,7 +64,7 @@ def queue(dvc: str) -> None:
 
 def _metric(metrics: dict, path: str, key: str):
     for file, entry in metrics.items():
-        if file.endswith(path):
+        if file == path:
             data = entry.get("data", entry)
             return data.get(key)
     return None
@@ -77,6 +77,9 @@ def read_runs(dvc: str) -> list[dict]:
     rows = []
     for commit in shown:
         for exp in commit.get("experiments") or []:
+            executor = exp.get("executor") or {}
+            if executor.get("state", "success") != "success":  # queued/running: shows its baseline's metrics
+                continue
             for rev in exp.get("revs", []):
                 name = rev.get("name") or ""
                 if not name.startswith("rec-") or not rev.get("data"):

@@ -82,16 +82,27 @@ def markdown(rows: dict[str, dict], sizes: list[dict] | None = None) -> str:
     return text
 
 
+def _num(value) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+PLOT_COLUMNS = ("suite", "series", "exact", "lo", "hi")
+
+
 def plot_csv(rows: dict[str, dict]) -> str:
-    out = ["suite,model_exact,baseline_exact"]
+    """``summary_plot.csv`` for ``dvc plots`` (template plots/interval_bars.json): one row per
+    suite and series (model, baseline) with the exact-path rate and its 95% interval; a suite the
+    model could not read has no model row."""
+    out = [",".join(PLOT_COLUMNS)]
     for suite, r in rows.items():
-        model = "" if r["model_exact_path"] is None else f"{r['model_exact_path']:.6g}"
-        out.append(f"{suite},{model},{r['baseline_exact_path']:.6g}")
+        for who in ("model", "baseline"):
+            if r[f"{who}_exact_path"] is None:
+                continue
+            out.append(",".join([suite, who] + [_num(r[f"{who}_exact_path{s}"]) for s in ("", "_lo", "_hi")]))
     return "\n".join(out) + "\n"
 
 
-SIZE_COLUMNS = ("size", "suite", "placement", "model_exact", "model_lo", "model_hi",
-                "baseline_exact", "baseline_lo", "baseline_hi")
+SIZE_COLUMNS = ("size", "suite", "placement", "series", "exact", "lo", "hi")
 
 
 def size_rows(rows: dict[str, dict], size_suites: list[str], maze_size: dict[str, tuple[int, str]]) -> list[dict]:
@@ -111,11 +122,17 @@ def size_rows(rows: dict[str, dict], size_suites: list[str], maze_size: dict[str
 
 
 def size_csv(entries: list[dict]) -> str:
-    """``size_plot.csv`` for ``dvc plots``: exact-path rates against maze size (empty: not fed)."""
+    """``size_plot.csv`` for ``dvc plots`` (template plots/interval_lines.json): exact-path rate
+    against maze size, one row per suite and series (model, baseline) with its 95% interval; the
+    series name carries the placement (``model, placed``) so each curve is one line."""
     lines = [",".join(SIZE_COLUMNS)]
     for e in entries:
-        lines.append(",".join("" if e[c] is None else (f"{e[c]:.6g}" if isinstance(e[c], float) else str(e[c]))
-                              for c in SIZE_COLUMNS))
+        where = "placed" if e["placement"] == "random" else "origin"
+        for who in ("model", "baseline"):
+            if e[f"{who}_exact"] is None:
+                continue
+            lines.append(",".join([str(e["size"]), e["suite"], e["placement"], f"{who}, {where}"]
+                                  + [_num(e[f"{who}_{k}"]) for k in ("exact", "lo", "hi")]))
     return "\n".join(lines) + "\n"
 
 
