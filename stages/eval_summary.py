@@ -59,11 +59,13 @@ def main() -> None:
     from mazesearch.viz.render import render_bar_chart
 
     suites = list(rows)
+    names = {"model": "model", "baseline": "baseline (random at forks)"}
     render_bar_chart(
         suites,
-        {"model": [nan_if_none(rows[s]["model_exact_path"]) for s in suites],
-         "baseline (random at forks)": [nan_if_none(rows[s]["baseline_exact_path"]) for s in suites]},
-        out / "summary.png", title="exact-path rate per suite", ylabel="exact path",
+        {name: [nan_if_none(rows[s][f"{who}_exact_path"]) for s in suites] for who, name in names.items()},
+        out / "summary.png", title="exact-path rate per suite (95% intervals)", ylabel="exact path",
+        intervals={name: tuple([nan_if_none(rows[s][f"{who}_exact_path{end}"]) for s in suites] for end in ("_lo", "_hi"))
+                   for who, name in names.items()},
     )
     from mazesearch.viz.charts import render_interval_lines
 

@@ -12,8 +12,11 @@ architecture). Writes, all at once (into ``<out>.tmp`` then renamed):
                             {test, val: run -> scores, selectivity}} (docs/probes.md)
     by_layer/<probe>.csv    layer_idx, layer, trained, random_init, permuted (test main score),
                             trained_val
-    per_output_f1.json      per-cell / per-edge test F1 of the multilabel probes at best_layer
-    <probe>_f1.png          those F1 values drawn on the maze grid
+    per_output_f1.json      per-cell / per-edge test F1 of the multilabel probes at best_layer:
+                            the trained probe's (values) and both controls' (random_init,
+                            permuted; null for a void control)
+    <probe>_f1.png          those F1 values on the maze grid: the trained map beside the two
+                            control maps, one colour scale and colour bar
 """
 
 from __future__ import annotations

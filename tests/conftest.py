@@ -12,3 +12,20 @@ def single_thread_torch(maze_tokens):
     ``pytestmark = pytest.mark.usefixtures("single_thread_torch")``."""
     with one_torch_thread():
         yield
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """Every matplotlib Figure saved while the test runs, in order (the PNGs are still written),
+    so a test can inspect what was drawn: artists, titles, their extents."""
+    from matplotlib.figure import Figure
+
+    figures, savefig = [], Figure.savefig
+
+    def record(fig, *args, **kwargs):
+        figures.append(fig)
+        return savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    return figures
+

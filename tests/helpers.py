@@ -79,3 +79,18 @@ def dfs3_token_sets(vocab: Vocab):
     train_mazes, _ = build_mazes(generator="dfs", grid_n=3, n_mazes=200, seed=1)
     val_mazes, _ = build_mazes(generator="dfs", grid_n=3, n_mazes=40, seed=2, exclude_ids=train_mazes.maze_id)
     return encode(train_mazes, vocab), encode(val_mazes, vocab)
+
+
+def texts_outside_figure(fig) -> list[str]:
+    """The visible, non-empty texts of a drawn figure whose window extent leaves the figure."""
+    from matplotlib.text import Text
+
+    renderer, box = fig.canvas.get_renderer(), fig.bbox
+    out = []
+    for text in fig.findobj(Text):
+        if not (text.get_visible() and text.get_text()):
+            continue
+        ext = text.get_window_extent(renderer)
+        if ext.x0 < box.x0 - 0.5 or ext.x1 > box.x1 + 0.5 or ext.y0 < box.y0 - 0.5 or ext.y1 > box.y1 + 0.5:
+            out.append(text.get_text())
+    return out

@@ -62,3 +62,23 @@ def test_draw_suite_writes_a_png_or_nothing(batch, tmp_path):
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert draw_suite(batch, tmp_path / "s.parquet", 0, tmp_path / "none.png") == 0
     assert not (tmp_path / "none.png").exists()
+
+
+def test_panels_name_the_maze_and_show_its_noncell_entries(batch, tmp_path, saved_figures):
+    import pyarrow.parquet as pq
+    from matplotlib.patches import FancyArrowPatch
+
+    table = _table(batch, [False, True, True, True, True, True])  # row 0: [origin, -1]
+    pq.write_table(table, tmp_path / "s.parquet")
+    assert draw_suite(batch, tmp_path / "s.parquet", 3, tmp_path / "s.png") == 3
+    (fig,) = saved_figures
+    panels = fig.axes  # rows 0 (failed), 1, 2: failures first
+    paths = table["predicted_path"].to_pylist()
+    for ax, row in zip(panels, [0, 1, 2]):
+        title = ax.get_title()
+        assert title.startswith(f"maze_id {batch.maze_id[row]}\n") and f"{batch.forks_on_path[row]} forks" in title
+        assert ("FAIL" in title) == (row == 0) and ("1 non-cell entry" in title) == (row == 0)
+        arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch) and p.get_gid() == "predicted-step"]
+        pairs = [(a, b) for a, b in zip(paths[row], paths[row][1:]) if a >= 0 and b >= 0]
+        assert len(arrows) == len(pairs) == (0 if row == 0 else len(paths[row]) - 1)
+    assert [t.get_text() for t in panels[0].texts if t.get_gid() == "predicted-noncell"] == ["?"]

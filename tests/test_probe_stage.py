@@ -5,16 +5,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
+from helpers import texts_outside_figure
 from mazesearch.data.maze import n_edges, write_mazes
 from probe_fixtures import planted_stores, tree_mazes
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_stage_writes_reports(tmp_path, monkeypatch):
+def test_stage_writes_reports(tmp_path, monkeypatch, saved_figures):
     import stages.probes as stage
 
     batch = tree_mazes(4, 40, seed=7)
@@ -54,6 +56,27 @@ def test_stage_writes_reports(tmp_path, monkeypatch):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     per = json.loads((out / "per_output_f1.json").read_text())
     assert len(per["walls"]["values"]) == n_edges(4)
+    # the controls' per-output F1 at the same layer; their mean is the macro F1 in details.json
+    for name, maps in per.items():
+        at = details[name]["layers"][maps["layer"]]["test"]
+        for run, values in (("trained", maps["values"]), ("random_init", maps["random_init"]),
+                            ("permuted", maps["permuted"])):
+            assert len(values) == (n_edges(4) if name == "walls" else 16)
+            mean = np.nanmean(np.array(values, dtype=np.float64))
+            assert abs(mean - at[run]["macro_f1"]) < 2e-6, (name, run)
+    # each map figure: the trained map beside both control maps, one colour scale, whole titles
+    figures = {fig.get_suptitle().split(":")[0]: fig for fig in saved_figures}
+    assert sorted(figures) == ["future_path", "on_solution", "walls"]
+    for name, fig in figures.items():
+        (bar,) = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+        maps = [ax for ax in fig.axes if ax is not bar]
+        assert [ax.get_title().split("\n")[0] for ax in maps] == [
+            "trained model", "control: random-init model", "control: permuted labels"]
+        scales = {(m.norm.vmin, m.norm.vmax) for ax in maps for m in ax.get_images() + list(ax.collections)
+                  if m.get_array() is not None}
+        assert scales == {(0.0, 1.0)} and np.allclose(bar.get_ylim(), (0, 1))
+        assert per[name]["layer"] in fig.get_suptitle().replace("\n", " ")
+        assert texts_outside_figure(fig) == []
 
 
 def test_stage_does_not_import_transformer_lens():

@@ -179,7 +179,8 @@ def test_run_probes_end_to_end_with_controls():
         assert min(m["n_fit_rows"], m["n_val_rows"], m["n_test_rows"]) > 0
     # random-init and noise layers sit near chance for binary multilabel probes
     assert abs(metrics["future_path"]["layers"]["embed"]["test"]["trained"]["balanced_accuracy"] - 0.5) < 0.1
-    assert f1["walls"]["blocks.0.hook_resid_post"].shape == (n_edges(4),)
+    assert {run: f.shape for run, f in f1["walls"]["blocks.0.hook_resid_post"].items()} == dict.fromkeys(
+        ("trained", "random_init", "permuted"), (n_edges(4),))
     assert metrics["dist_to_target"]["main_score"] == "r2"
     # remaining distance is a function of (path length, step): the same-shape control is void,
     # so its selectivity is null (never a fake 0.0), and the headline and plot leave it out
@@ -212,7 +213,7 @@ def test_positions_missing_from_the_cache_leave_probes_undefined():
         assert metrics[name]["layers"]["embed"]["test"]["trained"]["balanced_accuracy"] is None
         # an undefined control is null selectivity, never 0.0
         assert metrics[name]["layers"]["embed"]["selectivity"] == {"vs_random_init": None, "vs_permuted": None}
-        assert np.isnan(f1[name]["embed"]).all()
+        assert all(np.isnan(f).all() for f in f1[name]["embed"].values())
         assert headline(metrics)[name] == dict.fromkeys(
             ("best_layer", "test_score", "selectivity_vs_random_init", "selectivity_vs_permuted"))
     assert metrics["future_path"]["n_fit_rows"] > 0

@@ -8,10 +8,13 @@ import struct
 import numpy as np
 import pytest
 from matplotlib import colormaps
-from matplotlib.colors import to_rgb
+from matplotlib.colors import to_hex, to_rgb
+from matplotlib.container import BarContainer, ErrorbarContainer
 from matplotlib.image import imread
+from matplotlib.patches import FancyArrowPatch
 
-from mazesearch.viz import render
+from helpers import texts_outside_figure
+from mazesearch.viz import heatmaps, render
 from mazesearch.data.maze import MazeBatch, edge_endpoints, edge_index, n_edges
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -118,10 +121,14 @@ def test_other_renders_write_valid_deterministic_pngs(tmp_path):
     cells = np.linspace(0, 1, 16)
     edges = np.linspace(1, 0, n_edges(4))
     jobs = [
-        lambda p: render.render_cell_heatmap(cells, 4, p, title="cells"),
-        lambda p: render.render_edge_heatmap(edges, 4, p, title="edges"),
+        lambda p: heatmaps.render_cell_heatmap(cells, 4, p, title="cells"),
+        lambda p: heatmaps.render_edge_heatmap(edges, 4, p, title="edges"),
         lambda p: render.render_bar_chart(["a", "b"], {"model": [0.9, 0.5], "base": [0.1, 0.2]},
                                           p, title="bars", ylabel="rate"),
+        lambda p: render.render_bar_chart(["a", "b"], {"model": [0.9, 0.5]}, p,
+                                          intervals={"model": ([0.8, 0.4], [0.95, 0.6])}),
+        lambda p: heatmaps.render_maps({"trained": cells, "control": cells[::-1], "void": "none"}, 4, p,
+                                       title="maps"),
     ]
     for k, job in enumerate(jobs):
         first, second = tmp_path / f"{k}a.png", tmp_path / f"{k}b.png"
@@ -183,7 +190,9 @@ def test_predicted_moves_through_walls_are_red():
     assert count_near(draw([0, 1, 4, 5]), render.PRED_COLOUR) > 50
     assert count_near(draw([0, 1, -1, 4, 5]), render.BAD_COLOUR) == 0  # -1 skipped, 1-4 open
     assert count_near(draw([0, 1, 2, 5]), render.BAD_COLOUR) > 50  # 1-2 and 2-5 are walls
-    assert count_near(draw([0, 1, -1, 5]), render.BAD_COLOUR) > 50  # skipping leaves a jump 1-5
+    # an entry that names no cell is an invalid step, not a jump: purple, not red
+    assert count_near(draw([0, 1, -1, 5]), render.BAD_COLOUR) == 0
+    assert count_near(draw([0, 1, -1, 5]), render.NONCELL_COLOUR) > 20
     assert count_near(draw([-1, 99]), render.PRED_COLOUR) == 0  # nothing valid: nothing drawn
 
 
@@ -196,14 +205,60 @@ def test_failed_panels_get_a_red_frame(tmp_path):
         count_near(imread(ok)[..., :3], render.BAD_COLOUR) + 500
 
 
+def test_predicted_path_is_one_directed_arrow_per_pair_of_consecutive_cells():
+    batch = hand_batch()  # maze 0: walls 1|2, 0-3, 2-5, 4-7, 5-8, 6|7
+    seq = [0, 1, -1, -1, 4, 5, 2, 8, 8, -1]
+    fig = render._new_figure(3.0, 3.0)
+    ax = fig.add_subplot()
+    n_noncell = render._draw_maze(ax, 3, batch.open[0], 0, 5, batch.path(0), seq, cell_pt=50)
+    fig.canvas.draw()
+    pairs = [(a, b) for a, b in zip(seq, seq[1:]) if a >= 0 and b >= 0]
+    assert pairs == [(0, 1), (4, 5), (5, 2), (2, 8), (8, 8)]
+    arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch) and p.get_gid() == "predicted-step"]
+    assert len(arrows) == len(pairs)
+    centre = lambda c: np.array([c % 3 + 0.5, c // 3 + 0.5])  # noqa: E731
+    for arrow, (a, b) in zip(arrows, pairs):  # drawn in sequence order, pointing from a to b
+        if a != b:
+            d = centre(b) - centre(a)
+            verts = arrow.get_path().vertices  # data coordinates
+            tip = verts[np.argmax(verts @ d)]
+            assert np.linalg.norm(tip - centre(b)) < np.linalg.norm(tip - centre(a)), (a, b)
+    # open move blue; 5-2 through a wall red; 2-8 a jump to a non-neighbour red dashed; 8-8 red
+    assert [to_hex(a.get_edgecolor()) for a in arrows] == [render.PRED_COLOUR] * 2 + [render.BAD_COLOUR] * 3
+    assert [a.get_linestyle() == "solid" for a in arrows] == [True, True, True, False, True]
+    # the two -1s between 1 and 4 and the trailing -1: a mark where they occur, with the count
+    marks = [t.get_text() for t in ax.texts if t.get_gid() == "predicted-noncell"]
+    assert marks == ["?×2", "?"] and n_noncell == 3
+    assert len([p for p in ax.patches if p.get_gid() == "predicted-gap"]) == 1
+    # each arrow numbered with its step s (the move p[s-1] -> p[s]); a dot on the first cell
+    numbers = [t.get_text() for t in ax.texts if t.get_gid() == "predicted-number"]
+    assert numbers == ["1", "5", "6", "7", "8"]
+    assert len([line for line in ax.lines if line.get_gid() == "predicted-start"]) == 1
+
+
+def test_panel_titles_name_the_maze_and_count_noncell_entries(tmp_path, saved_figures):
+    batch = hand_batch()
+    render.render_mazes(batch, [1, 0], tmp_path / "m.png", predicted=[[0, -1, -1, 5], [-1, 1, 4, 5]],
+                        failed=np.array([True, False]))
+    (fig,) = saved_figures
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == [f"maze_id {batch.maze_id[1]}\nFAIL · 2 non-cell entries",
+                      f"maze_id {batch.maze_id[0]}\n1 non-cell entry"]
+    assert texts_outside_figure(fig) == []
+    render.render_mazes(batch, [0], tmp_path / "t.png", titles=["caller\n3 forks"], failed=np.array([True]))
+    assert saved_figures[1].axes[0].get_title() == "caller\nFAIL · 3 forks"
+    render.render_mazes(batch, [0], tmp_path / "p.png", predicted=[[0, -1, 5]], failed=np.array([True]))
+    assert [texts_outside_figure(fig) for fig in saved_figures[1:]] == [[], []]  # one narrow panel too
+
+
 # ---------------------------------------------------------------------------- heatmaps
 
 
 def test_cell_heatmap_colours_follow_values_and_nan_is_grey():
     n = 3
     values = np.array([0.5, 0.1, 0.9, 0.3, np.nan, 0.7, 0.0, 1.0, 0.2])
-    rgb, ax = draw_to_array(lambda fig, ax: render._draw_cell_heatmap(
-        fig, ax, values, n, vmin=0, vmax=1, cmap="viridis", annotate=True), 4.6, 4.0)
+    rgb, ax = draw_to_array(lambda fig, ax: heatmaps._draw_cell_heatmap(
+        ax, values, n, vmin=0, vmax=1, cmap="viridis", annotate=True), 4.6, 4.0)
     positions = {}
     for cell in np.flatnonzero(~np.isnan(values)):
         r, c = divmod(int(cell), n)
@@ -220,8 +275,8 @@ def test_edge_heatmap_colours_follow_values():
     values = np.random.default_rng(7).permutation(n_edges(n)) / (n_edges(n) - 1)
     values = values.astype(np.float64)
     values[3] = np.nan
-    rgb, ax = draw_to_array(lambda fig, ax: render._draw_edge_heatmap(
-        fig, ax, values, n, vmin=0, vmax=1, cmap="viridis", cell_pt=60), 4.6, 4.0)
+    rgb, ax = draw_to_array(lambda fig, ax: heatmaps._draw_edge_heatmap(
+        ax, values, n, vmin=0, vmax=1, cmap="viridis", cell_pt=60), 4.6, 4.0)
     rows, cols = np.divmod(edge_endpoints(n), n)  # [E, 2] each
     mid_x, mid_y = cols.mean(axis=1) + 0.5, rows.mean(axis=1) + 0.5
     positions = {e: nearest_cmap_position(pixel(rgb, ax, mid_x[e], mid_y[e]))
@@ -230,10 +285,10 @@ def test_edge_heatmap_colours_follow_values():
 
 
 def test_all_nan_inputs_do_not_crash(tmp_path):
-    render.render_cell_heatmap(np.full(25, np.nan), 5, tmp_path / "c.png")
-    render.render_edge_heatmap(np.full(n_edges(5), np.nan), 5, tmp_path / "e.png")
+    heatmaps.render_cell_heatmap(np.full(25, np.nan), 5, tmp_path / "c.png")
+    heatmaps.render_edge_heatmap(np.full(n_edges(5), np.nan), 5, tmp_path / "e.png")
     render.render_bar_chart(["x", "y"], {"m": [np.nan, np.nan]}, tmp_path / "b.png")
-    render.render_cell_heatmap(np.full(100, np.nan), 10, tmp_path / "c10.png")  # no annotations
+    heatmaps.render_cell_heatmap(np.full(100, np.nan), 10, tmp_path / "c10.png")  # no annotations
     assert all(png_size(tmp_path / f)[0] > 100 for f in ("c.png", "e.png", "b.png", "c10.png"))
 
 
@@ -243,19 +298,19 @@ def test_all_nan_inputs_do_not_crash(tmp_path):
 def test_bad_shapes_raise_naming_the_expected_shape(tmp_path):
     out = tmp_path / "x.png"
     with pytest.raises(ValueError, match=r"shape \[9\]"):
-        render.render_cell_heatmap(np.zeros(8), 3, out)
+        heatmaps.render_cell_heatmap(np.zeros(8), 3, out)
     with pytest.raises(ValueError, match=r"shape \[9\]"):
-        render.render_cell_heatmap(np.zeros((3, 3)), 3, out)
+        heatmaps.render_cell_heatmap(np.zeros((3, 3)), 3, out)
     with pytest.raises(ValueError, match=r"shape \[12\]"):
-        render.render_edge_heatmap(np.zeros(9), 3, out)
+        heatmaps.render_edge_heatmap(np.zeros(9), 3, out)
     with pytest.raises(ValueError, match=r"series 'b' must have shape \[2\]"):
         render.render_bar_chart(["p", "q"], {"a": [1, 2], "b": [1]}, out)
     with pytest.raises(ValueError, match="vmin < vmax"):
-        render.render_cell_heatmap(np.zeros(9), 3, out, vmin=1, vmax=1)
+        heatmaps.render_cell_heatmap(np.zeros(9), 3, out, vmin=1, vmax=1)
     with pytest.raises(ValueError, match="grid_n"):
-        render.render_cell_heatmap(np.zeros(1), 1, out)
+        heatmaps.render_cell_heatmap(np.zeros(1), 1, out)
     with pytest.raises(ValueError, match="NaN"):
-        render.render_edge_heatmap(np.full(12, np.inf), 3, out)
+        heatmaps.render_edge_heatmap(np.full(12, np.inf), 3, out)
     with pytest.raises(ValueError, match="categories is empty"):
         render.render_bar_chart([], {"a": []}, out)
     assert not out.exists()
@@ -276,3 +331,68 @@ def test_render_mazes_rejects_misaligned_arguments(tmp_path):
     with pytest.raises(ValueError, match="ncols"):
         render.render_mazes(batch, [0], out, ncols=0)
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------- intervals, titles, maps
+
+
+def test_bar_chart_draws_each_interval_from_low_to_high(tmp_path, saved_figures):
+    categories = ["a", "b", "c"]
+    series = {"model": [0.5, 0.2, np.nan], "baseline": [0.3, 0.1, 0.4]}
+    intervals = {"model": ([0.4, 0.1, np.nan], [0.6, 0.35, np.nan])}  # none for the baseline
+    render.render_bar_chart(categories, series, tmp_path / "i.png", intervals=intervals)
+    render.render_bar_chart(categories, series, tmp_path / "plain.png")  # the call without intervals
+    with_intervals, plain = (fig.axes[0] for fig in saved_figures)
+    (errors,) = [c for c in with_intervals.containers if isinstance(c, ErrorbarContainer)]
+    (model_bars,) = [c for c in with_intervals.containers if isinstance(c, BarContainer) and c.get_label() == "model"]
+    x = [bar.get_x() + bar.get_width() / 2 for bar in model_bars]
+    segments = np.array(errors.lines[2][0].get_segments())  # one vertical bar per defined interval
+    assert np.allclose(segments, [[[x[0], 0.4], [x[0], 0.6]], [[x[1], 0.1], [x[1], 0.35]]])
+    assert with_intervals.get_ylim()[1] > 0.6
+    assert [t.get_text() for t in with_intervals.get_legend().get_texts()] == ["model", "baseline", "95% interval"]
+    assert not [c for c in plain.containers if isinstance(c, ErrorbarContainer)]
+    with pytest.raises(ValueError, match="lows <= highs"):
+        render.render_bar_chart(categories, series, tmp_path / "x.png", intervals={"model": ([1, 0, 0], [0, 1, 1])})
+    with pytest.raises(ValueError, match="not drawn: 'other'"):
+        render.render_bar_chart(categories, series, tmp_path / "x.png", intervals={"other": ([0] * 3, [1] * 3)})
+    with pytest.raises(ValueError, match=r"shape \[2, 3\]"):
+        render.render_bar_chart(categories, series, tmp_path / "x.png", intervals={"model": ([0, 0], [1, 1])})
+    assert not (tmp_path / "x.png").exists()
+
+
+LONG_TITLE = "future_path: test F1 of 'still ahead' at blocks.3.hook_resid_post"
+
+
+@pytest.mark.parametrize("draw", [
+    lambda p: heatmaps.render_cell_heatmap(np.linspace(0, 1, 16), 4, p, title=LONG_TITLE),
+    lambda p: heatmaps.render_edge_heatmap(np.linspace(0, 1, n_edges(4)), 4, p, title=LONG_TITLE),
+    lambda p: heatmaps.render_maps({"trained model": np.full(16, 0.5), "control": np.full(16, 0.2)}, 4, p,
+                                   title=LONG_TITLE + " and a long tail of words that needs a second line"),
+], ids=["cells", "edges", "maps"])
+def test_heatmap_titles_lie_inside_the_figure(draw, tmp_path, saved_figures):
+    draw(tmp_path / "h.png")
+    (fig,) = saved_figures
+    assert fig.get_suptitle().replace("\n", " ").startswith(LONG_TITLE)  # whole, maybe on two lines
+    assert texts_outside_figure(fig) == []
+
+
+@pytest.mark.parametrize("on", ["cells", "edges"])
+def test_maps_side_by_side_share_one_colour_scale_and_bar(on, tmp_path, saved_figures):
+    n = 3
+    size = n * n if on == "cells" else n_edges(n)
+    trained, control = np.linspace(0.2, 1.0, size), np.linspace(0.0, 0.4, size)
+    trained[0] = control[0] = 0.3  # one entry equal in both maps
+    heatmaps.render_maps({"trained": trained, "control": control, "void": "no map: void control"}, n,
+                         tmp_path / "m.png", on=on, vmin=0, vmax=1, colorbar_label="test F1")
+    (fig,) = saved_figures
+    (bar,) = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    maps = [ax for ax in fig.axes if ax is not bar]
+    assert [ax.get_title() for ax in maps] == ["trained", "control", "void"]
+    assert bar.get_ylabel() == "test F1" and np.allclose(bar.get_ylim(), (0, 1))
+    scales = [m.norm for ax in maps[:2] for m in ax.get_images() + [c for c in ax.collections if c.get_array() is not None]]
+    assert len(scales) == 2 and all((s.vmin, s.vmax) == (0, 1) for s in scales)
+    assert [t.get_text() for t in maps[2].texts] == ["no map: void control"]
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(np.float64) / 255.0
+    x, y = (0.15, 0.15) if on == "cells" else (1.0, 0.5)  # a corner of cell 0 / the middle of edge 0
+    assert np.allclose(pixel(rgb, maps[0], x, y), pixel(rgb, maps[1], x, y), atol=0.02)  # same value, same colour
+    assert texts_outside_figure(fig) == []

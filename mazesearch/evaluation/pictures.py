@@ -56,6 +56,6 @@ def draw_suite(batch: MazeBatch, predictions_path: str | Path, n_pictures: int, 
 
     idx = picture_rows(failed, n_pictures)
     who = "" if feedable else " (baseline)"
-    titles = [f"#{i}: {int(batch.forks_on_path[i])} forks{who}" for i in idx]
+    titles = [f"maze_id {int(batch.maze_id[i])}\n{int(batch.forks_on_path[i])} forks{who}" for i in idx]
     render_mazes(batch, idx, out_png, predicted=[paths[i] for i in idx], failed=failed[idx], titles=titles)
     return len(idx)

@@ -1,5 +1,6 @@
 """Probe reports: the headline metric, the by-layer details, score-vs-layer CSVs and
-per-cell/per-edge F1 maps on the grid (docs/probes.md, "Outputs").
+per-cell/per-edge F1 maps on the grid, the trained probe's beside its two controls' (docs/probes.md,
+"Outputs").
 
 Everything is written into ``<out>.tmp/`` and swapped in at the end (mazesearch.io.atomic_dir).
 """
@@ -7,15 +8,18 @@ Everything is written into ``<out>.tmp/`` and swapped in at the end (mazesearch.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
 from mazesearch.io import atomic_dir, write_json_atomic
-from mazesearch.viz.render import render_cell_heatmap, render_edge_heatmap
+from mazesearch.viz.heatmaps import render_maps
 
 POSITIVE_CLASS = {"future_path": "still ahead", "on_solution": "on a shortest path", "walls": "open"}
 RUNS = ("trained", "random_init", "permuted")
+PANEL = {"trained": "trained model", "random_init": "control: random-init model",
+         "permuted": "control: permuted labels"}
 
 
 def headline(results: dict) -> dict:
@@ -63,11 +67,20 @@ def _write_all(results: dict, per_output_f1: dict, grid_n: int, tmp: Path) -> No
     maps = {}
     for name, by_layer in per_output_f1.items():
         layer = results[name]["best_layer"] or next(iter(results[name]["layers"]))
-        values = np.asarray(by_layer[layer], dtype=np.float64)
-        maps[name] = {"layer": layer, "values": [None if math.isnan(v) else float(v) for v in values]}
-        title = f"{name}: test F1 of '{POSITIVE_CLASS.get(name, 'true')}' at {layer}"
-        if name == "walls":
-            render_edge_heatmap(values, grid_n, tmp / f"{name}_f1.png", title=title)
-        else:
-            render_cell_heatmap(values, grid_n, tmp / f"{name}_f1.png", title=title)
+        void = results[name]["void_controls"]
+        runs = {run: np.asarray(by_layer[layer][run], dtype=np.float64) for run in RUNS if run not in void}
+        as_json = {run: [None if math.isnan(v) else float(v) for v in values] for run, values in runs.items()}
+        maps[name] = {"layer": layer, "values": as_json["trained"],
+                      **{run: as_json.get(run) for run in RUNS[1:]}}  # null: a void control
+        panels = {}
+        for run in RUNS:
+            if run in void:
+                panels[PANEL[run]] = "no map: void control\n" + textwrap.fill(f"({void[run]})", 30)
+                continue
+            values = runs[run]
+            mean = f"mean F1 {np.nanmean(values):.2f}" if np.isfinite(values).any() else "F1 undefined"
+            panels[f"{PANEL[run]}\n{mean}"] = values
+        what = "edge" if name == "walls" else "cell"
+        title = f"{name}: test F1 of '{POSITIVE_CLASS.get(name, 'true')}' per {what} at {layer}"
+        render_maps(panels, grid_n, tmp / f"{name}_f1.png", on=what + "s", title=title, colorbar_label="test F1")
     write_json_atomic(tmp / "per_output_f1.json", maps, sort_keys=True)

@@ -332,15 +332,15 @@ def _json_float(x):
 
 
 def run_probes(mazes, trained, random_init, cfg: ProbesSpec, names: list[str] | None = None,
-               progress: bool = True) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
+               progress: bool = True) -> tuple[dict, dict[str, dict[str, dict[str, np.ndarray]]]]:
     """Fit every probe at every layer on both stores plus the permuted-label control.
 
     ``trained`` / ``random_init`` are activation stores (``index``, ``layers``, ``load(layer)``);
     ``cfg`` is ``params.probes`` (a ``ProbesSpec``). Each fit uses the FIT rows and is scored on
     VAL and TEST. Returns ``(results, per_output_f1)``: results is JSON-ready (NaN -> None),
     probe -> {info, void_controls, best_layer (by val), layers: layer -> {test, val: run ->
-    scores, selectivity (test)}} (docs/probes.md); per_output_f1[probe][layer] is the trained
-    probe's test F1 per cell/edge ``[K]`` (multilabel only).
+    scores, selectivity (test)}} (docs/probes.md); per_output_f1[probe][layer][run] is the test
+    F1 per cell/edge ``[K]`` of that run's probe (trained, random_init, permuted; multilabel only).
     """
     _check_stores(trained, random_init)
     index = trained.index
@@ -350,8 +350,8 @@ def run_probes(mazes, trained, random_init, cfg: ProbesSpec, names: list[str] | 
     plans = {name: _plan(label, index, side, cfg) for name, label in labels.items()}
     layers = list(trained.layers)
     results = {name: {layer: {} for layer in layers} for name in labels}
-    per_output_f1: dict[str, dict[str, np.ndarray]] = {
-        name: {} for name, label in labels.items() if label.task == "multilabel"
+    per_output_f1: dict[str, dict[str, dict[str, np.ndarray]]] = {
+        name: {layer: {} for layer in layers} for name, label in labels.items() if label.task == "multilabel"
     }
     bar = tqdm(total=3 * len(layers) * len(labels), desc="probe fits", disable=not progress)
     with threadpool_limits(limits=1, user_api="blas"):  # same bits whatever the core count
@@ -368,8 +368,8 @@ def run_probes(mazes, trained, random_init, cfg: ProbesSpec, names: list[str] | 
                         sets = {s: (X[plan.side == c], Y_run[plan.side == c]) for s, c in (("val", VAL), ("test", TEST))}
                         fits = fit_and_score_sets(label, X[fit_rows], Y_run[fit_rows], sets, cfg)
                         results[name][layer][run] = {s: f.scores for s, f in fits.items()}
-                        if run == "trained" and fits["test"].per_output_f1 is not None:
-                            per_output_f1[name][layer] = fits["test"].per_output_f1
+                        if fits["test"].per_output_f1 is not None:
+                            per_output_f1[name][layer][run] = fits["test"].per_output_f1
                         bar.update(1)
     bar.close()
     return _assemble(labels, plans, results, layers), per_output_f1

@@ -7,7 +7,7 @@ import os
 import numpy as np
 from matplotlib import colormaps
 
-from mazesearch.viz.render import _new_figure, _save
+from mazesearch.viz.figure import _new_figure, _save
 
 
 def render_interval_lines(

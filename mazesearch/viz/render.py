@@ -1,103 +1,24 @@
-"""Pictures: maze panels with true and predicted paths, cell/edge heatmaps, grouped bar charts.
-
-Everything draws on matplotlib's object-oriented API (``Figure`` + ``FigureCanvasAgg``), so no
-pyplot global state is touched and no GUI backend is ever needed. PNGs carry no software or time
-metadata: equal inputs give byte-identical files, which keeps DVC from re-running downstream.
-
-Geometry (maze.py's): cell ``r*n + c`` is the unit square ``[c, c+1] x [r, r+1]`` with row 0
-at the top, its centre at ``(c + 0.5, r + 0.5)``.
+"""Pictures: maze panels with true and predicted paths, grouped bar charts (heatmaps:
+``mazesearch.viz.heatmaps``; shared figure helpers and palette: ``mazesearch.viz.figure``).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.collections import LineCollection, PatchCollection
-from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
+from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
-from matplotlib.patches import Rectangle
+from matplotlib.patches import FancyArrowPatch
 
 from mazesearch.data.maze import MazeBatch, edge_endpoints, n_edges
-from mazesearch.io import atomic_path
-
-DPI = 100
-PANEL_IN = 2.3  # side of one maze panel, inches
-WALL_COLOUR = "#1a1a1a"
-BLOCKED_COLOUR = "#9a9a9a"  # cells with no open edge (obstacles, uncarved cells)
-TRUE_COLOUR = "#2ca02c"
-PRED_COLOUR = "#1f5fd6"
-BAD_COLOUR = "#e01b1b"  # predicted moves that are not open lattice edges
-NAN_COLOUR = "#d9d9d9"
-TARGET_COLOUR = "#f2a900"
-PNG_METADATA = {"Software": None}  # no version string, no timestamp: byte-deterministic
-
-
-# ---------------------------------------------------------------------------- helpers
-
-
-def _new_figure(width_in: float, height_in: float) -> Figure:
-    fig = Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, out_png: str | os.PathLike) -> None:
-    """Write the PNG to ``<out>.tmp`` and rename, so a killed stage leaves no half file."""
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, metadata=PNG_METADATA, facecolor="white")
-
-
-def _check_grid_n(grid_n: int) -> int:
-    if isinstance(grid_n, bool) or not isinstance(grid_n, (int, np.integer)) or grid_n < 2:
-        raise ValueError(f"grid_n must be an integer >= 2, got {grid_n!r}")
-    return int(grid_n)
-
-
-def _check_values(values: np.ndarray, expected: int, what: str) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
-    if values.shape != (expected,):
-        raise ValueError(f"values must have shape [{expected}] ({what}), got {list(values.shape)}")
-    if np.isinf(values).any():
-        raise ValueError("values contain +-inf; use NaN for undefined entries")
-    return values
-
-
-def _check_colour_scale(vmin: float, vmax: float, cmap: str) -> None:
-    if not (np.isfinite(vmin) and np.isfinite(vmax) and vmin < vmax):
-        raise ValueError(f"need finite vmin < vmax, got vmin={vmin}, vmax={vmax}")
-    if cmap not in colormaps:
-        raise ValueError(f"unknown colormap {cmap!r}")
-
-
-def _grid_axes(ax: Axes, n: int, pad: float) -> None:
-    """Square axes showing the n x n lattice, row 0 at the top, no ticks."""
-    ax.set_xlim(-pad, n + pad)
-    ax.set_ylim(n + pad, -pad)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-
-
-def _centres(cells: np.ndarray, n: int) -> np.ndarray:
-    """Cell indices -> centre coordinates ``float [k, 2]`` as (x, y)."""
-    r, c = np.divmod(np.asarray(cells, dtype=np.int64), n)
-    return np.stack([c + 0.5, r + 0.5], axis=1).astype(np.float64)
-
-
-def _shade_cells(ax: Axes, cells: np.ndarray, n: int, **style) -> None:
-    """Fill the unit squares of the given cells (style: PatchCollection keywords)."""
-    if len(cells):
-        squares = [Rectangle((c, r), 1, 1) for r, c in zip(*np.divmod(cells, n))]
-        ax.add_collection(PatchCollection(squares, **style))
+from mazesearch.viz.figure import (  # noqa: F401 (re-exported: notebook.draw, tests)
+    BAD_COLOUR, BLOCKED_COLOUR, DPI, NAN_COLOUR, NONCELL_COLOUR, PANEL_IN, PRED_COLOUR, TARGET_COLOUR,
+    TRUE_COLOUR, WALL_COLOUR, _centres, _check_grid_n, _grid_axes, _new_figure, _save, _shade_cells,
+)
 
 
 def _wall_segments(n: int, open_row: np.ndarray) -> np.ndarray:
@@ -126,8 +47,9 @@ def _draw_maze(
     predicted: Sequence[int] | None = None,  # int [m] cells, -1 (or off-grid) = invalid token
     *,
     cell_pt: float = 40.0,  # side of one cell in points: sets line widths and marker sizes
-) -> None:
-    """Draw one maze on ``ax``: blocked cells, walls, true path, predicted path, endpoints."""
+) -> int:
+    """Draw one maze on ``ax``: blocked cells, walls, true path, predicted path, endpoints.
+    Returns the number of predicted entries that name no cell (0 without a prediction)."""
     pad = 0.06 * n + 0.06
     _grid_axes(ax, n, pad)
     wall_w = float(np.clip(0.09 * cell_pt, 0.6, 3.0))
@@ -145,8 +67,7 @@ def _draw_maze(
         ax.plot(xy[:, 0], xy[:, 1], color=TRUE_COLOUR, lw=path_w, solid_capstyle="round",
                 solid_joinstyle="round", zorder=3)
 
-    if predicted is not None:
-        _draw_predicted(ax, n, open_row, predicted, path_w)
+    n_noncell = 0 if predicted is None else _draw_predicted(ax, n, open_row, predicted, path_w, cell_pt)
 
     if origin is not None:
         x, y = _centres([origin], n)[0]
@@ -156,38 +77,131 @@ def _draw_maze(
         x, y = _centres([target], n)[0]
         ax.plot([x], [y], "X", ms=marker, mfc=TARGET_COLOUR, mec="black",
                 mew=max(0.8, wall_w * 0.5), zorder=5)
+    return n_noncell
+
+
+def _step_kind(n: int, open_edges: set[tuple[int, int]], a: int, b: int) -> str:
+    """docs/metrics.md's kinds of a step between two cells: "move" (open edge), "wall" (a walled
+    jump: neighbours, edge closed), "jump" (not neighbours) or "stay" (the same cell again)."""
+    if a == b:
+        return "stay"
+    (ra, ca), (rb, cb) = divmod(a, n), divmod(b, n)
+    if abs(ra - rb) + abs(ca - cb) != 1:
+        return "jump"
+    return "move" if (min(a, b), max(a, b)) in open_edges else "wall"
+
+
+STEP_STYLE = {  # colour, line style
+    "move": (PRED_COLOUR, "solid"),
+    "wall": (BAD_COLOUR, "solid"),
+    "jump": (BAD_COLOUR, (0, (3.0, 1.5))),
+    "stay": (BAD_COLOUR, "solid"),
+}
 
 
 def _draw_predicted(ax: Axes, n: int, open_row: np.ndarray, predicted: Sequence[int],
-                    path_w: float) -> None:
-    """Dashed line offset from the cell centres; moves through walls or jumps drawn in red.
+                    path_w: float, cell_pt: float = 40.0) -> int:
+    """The predicted path in order: one arrow per step between two cells, beside the cell
+    centres on the right-hand side of its direction (so the true path on the centres and a move
+    back along the same edge stay visible), numbered 1, 2, ... when the cells are big enough;
+    a dot marks the first cell. Walled jumps are red, jumps to a non-neighbour red dashed,
+    staying on a cell a red loop. Entries that name no cell (-1, or off the grid) show as a
+    purple "?" (with their count when several follow each other) where they occur in the
+    sequence, on a dotted line joining the cells either side. Returns the number of such entries.
 
-    Invalid cells (-1, or anything off the grid) are skipped: the line joins the valid cells
-    either side, and that join counts as a bad move unless it happens to be an open edge.
+    Artists carry gids for tests: "predicted-step" (one arrow per pair of consecutive cells),
+    "predicted-gap", "predicted-noncell" (one per run of non-cell entries), "predicted-start".
     """
-    cells = np.asarray(list(predicted), dtype=np.int64)
-    cells = cells[(cells >= 0) & (cells < n * n)]
-    if len(cells) == 0:
-        return
-    shift = 0.16  # data units: the true path stays on the centres, this one sits to its lower right
-    xy = _centres(cells, n) + shift
-    if len(cells) == 1:
-        ax.plot(xy[:, 0], xy[:, 1], "o", color=PRED_COLOUR, ms=path_w * 2, zorder=4)
-        return
+    entries = np.asarray(list(predicted), dtype=np.int64).reshape(-1)
+    is_cell = (entries >= 0) & (entries < n * n)
+    n_noncell = int((~is_cell).sum())
+    pos = np.flatnonzero(is_cell)  # positions of the cells in the sequence
+    text_pt = float(np.clip(0.22 * cell_pt, 5.0, 8.0))
+    if len(pos) == 0:
+        if n_noncell:
+            _noncell_mark(ax, (n / 2, n / 2), n_noncell, text_pt)
+        return n_noncell
+    centres = _centres(entries[pos], n)  # [k, 2] (x, y), y grows downwards
     open_edges = {(int(a), int(b)) for a, b in edge_endpoints(n)[open_row != 0]}
-    good, bad = [], []
-    for i in range(len(cells) - 1):
-        a, b = int(cells[i]), int(cells[i + 1])
-        (good if (min(a, b), max(a, b)) in open_edges else bad).append(xy[i : i + 2])
-    if good:
-        ax.add_collection(LineCollection(good, colors=PRED_COLOUR, linewidths=path_w * 0.8,
-                                         linestyles=(0, (2.0, 1.2)), capstyle="butt", zorder=4))
-    if bad:
-        segs = np.array(bad)
-        ax.add_collection(LineCollection(segs, colors=BAD_COLOUR, linewidths=path_w * 0.8,
-                                         zorder=4))
-        pts = segs.reshape(-1, 2)  # mark both ends so a repeated cell (zero-length move) shows
-        ax.plot(pts[:, 0], pts[:, 1], "o", color=BAD_COLOUR, ms=path_w * 1.4, zorder=4)
+    lane = 0.15  # data units beside the centre line
+    head = float(np.clip(0.3 * cell_pt, 4.0, 12.0))
+    shrink = float(np.clip(0.12 * cell_pt, 1.0, 6.0))
+    numbered = cell_pt >= 26.0  # smaller numbers would be unreadable
+    labels: dict[tuple, list[str]] = {}  # (x, y, colour) -> step numbers: a repeated step gets "3,9"
+    start = centres[0] + 0.16
+    for k in range(len(pos) - 1):
+        A, B = centres[k], centres[k + 1]
+        d = B - A
+        length = float(np.hypot(*d))
+        normal = np.array([-d[1], d[0]]) / length if length else np.zeros(2)
+        A, B = A + lane * normal, B + lane * normal
+        if k == 0 and length:
+            start = A
+        gap = int(pos[k + 1] - pos[k] - 1)
+        if gap:  # non-cell entries between two cells
+            ax.add_patch(FancyArrowPatch(A, B, arrowstyle="-", color=NONCELL_COLOUR, lw=path_w * 0.5,
+                                         linestyle=(0, (1.0, 1.5)), shrinkA=shrink, shrinkB=shrink,
+                                         zorder=4, gid="predicted-gap"))
+            _noncell_mark(ax, (A + B) / 2, gap, text_pt)
+            continue
+        kind = _step_kind(n, open_edges, int(entries[pos[k]]), int(entries[pos[k + 1]]))
+        colour, style = STEP_STYLE[kind]
+        if kind == "stay":  # a small loop above the cell, back onto it
+            A, B = A + np.array([-0.2, -0.12]), A + np.array([0.2, -0.12])
+        arrow = FancyArrowPatch(A, B, arrowstyle="-|>", mutation_scale=head, color=colour,
+                                lw=path_w * 0.6, linestyle=style, shrinkA=shrink * (kind != "stay"),
+                                shrinkB=shrink * (kind != "stay"), zorder=4, gid="predicted-step",
+                                connectionstyle="arc3,rad=-1.6" if kind == "stay" else "arc3")
+        ax.add_patch(arrow)
+        xy = (A + B) / 2 + (0.17 * normal if length else np.array([0.0, -0.3]))  # outside the lane
+        xy = np.clip(xy, 0.18, n - 0.18)  # inside the frame
+        labels.setdefault((round(xy[0], 3), round(xy[1], 3), colour), []).append(str(int(pos[k + 1])))
+    for (x, y, colour), steps in labels.items() if numbered else ():
+        ax.text(x, y, ",".join(steps), ha="center", va="center", fontsize=text_pt * 0.8, color=colour,
+                zorder=6, gid="predicted-number")
+    ax.plot([start[0]], [start[1]], "o", color=PRED_COLOUR, ms=float(np.clip(0.16 * cell_pt, 2.5, 6.0)),
+            zorder=6, gid="predicted-start")
+    lead, trail = int(pos[0]), int(len(entries) - 1 - pos[-1])
+    if lead:  # non-cell entries before the first cell: up-left of it
+        _noncell_mark(ax, np.clip(centres[0] - 0.32, 0.2, n - 0.2), lead, text_pt)
+    if trail:  # after the last cell: down-right of it
+        _noncell_mark(ax, np.clip(centres[-1] + 0.32, 0.2, n - 0.2), trail, text_pt)
+    return n_noncell
+
+
+def _noncell_mark(ax: Axes, xy, count: int, fontsize: float) -> None:
+    """A purple "?" box, "?×k" for k entries in a row that name no cell."""
+    ax.text(float(xy[0]), float(xy[1]), "?" if count == 1 else f"?×{count}", ha="center",
+            va="center", fontsize=fontsize, fontweight="bold", color="white", zorder=7,
+            gid="predicted-noncell",
+            bbox=dict(boxstyle="round,pad=0.15", facecolor=NONCELL_COLOUR, edgecolor="none"))
+
+
+def _legend_handles(predicted: bool) -> list[Line2D]:
+    handles = [Line2D([], [], color=TRUE_COLOUR, lw=2.5, label="shortest path")]
+    if predicted:
+        arrow = dict(marker=">", ms=5, lw=1.8)
+        handles += [
+            Line2D([], [], color=PRED_COLOUR, label="predicted move (n = step)", **arrow),
+            Line2D([], [], color=BAD_COLOUR, label="through a wall", **arrow),
+            Line2D([], [], color=BAD_COLOUR, ls=STEP_STYLE["jump"][1], label="jump", **arrow),
+            Line2D([], [], marker="$?$", ls="none", color=NONCELL_COLOUR, label="non-cell entry"),
+            Line2D([], [], marker="o", ms=4, ls="none", color=PRED_COLOUR, label="predicted start"),
+        ]
+    handles += [
+        Line2D([], [], marker="o", ls="none", mfc="white", mec="black", label="origin"),
+        Line2D([], [], marker="X", ls="none", mfc=TARGET_COLOUR, mec="black", label="target"),
+    ]
+    return handles
+
+
+def _panel_title(title: str, failed: bool, n_noncell: int) -> str:
+    """The caller's first line, then on one line: "FAIL", the rest of the caller's title, and
+    the number of predicted entries that name no cell."""
+    head, _, rest = title.partition("\n")
+    parts = ["FAIL"] * failed + [rest.replace("\n", " · ")] * bool(rest)
+    parts += [f"{n_noncell} non-cell entr{'y' if n_noncell == 1 else 'ies'}"] * bool(n_noncell)
+    return "\n".join([head] + [" · ".join(parts)] * bool(parts))
 
 
 def render_mazes(
@@ -204,7 +218,9 @@ def render_mazes(
 
     ``predicted``, ``failed`` and ``titles`` are aligned with ``idx`` (entry k belongs to panel k,
     i.e. maze ``idx[k]``), not with the batch. ``predicted[k]`` is a list of cells; -1 marks a
-    token that decoded to no cell. Failed panels get a red frame and "FAIL" in the title.
+    token that decoded to no cell. Titles default to the ``maze_id``; failed panels get a red
+    frame and "FAIL" in the title, and the number of non-cell entries is added to it. The
+    predicted path is drawn as numbered arrows (see ``_draw_predicted``).
     """
     if not isinstance(batch, MazeBatch):
         raise ValueError(f"batch must be a MazeBatch, got {type(batch).__name__}")
@@ -234,140 +250,45 @@ def render_mazes(
     ncols = min(int(ncols), k)
     nrows = -(-k // ncols)
     panel_in = float(np.clip(0.14 * n, PANEL_IN, 6.0))  # big grids get bigger panels
-    fig = _new_figure(ncols * panel_in, nrows * (panel_in + 0.05) + 0.3)
+    handles = _legend_handles(predicted is not None)
+    per_row = max(1, min(len(handles), int(ncols * panel_in / 1.9)))  # an entry is up to 1.9 inches wide
+    # each row: a square panel under a two-line title; then the legend's rows
+    fig = _new_figure(ncols * panel_in, nrows * (panel_in + 0.42) + 0.15 + 0.16 * -(-len(handles) // per_row))
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     cell_pt = panel_in * 72 * 0.85 / n
     for panel, (ax, i) in enumerate(zip(axes, idx)):
-        _draw_maze(ax, n, batch.open[i], int(batch.origin[i]), int(batch.target[i]),
-                   batch.path(i), None if predicted is None else predicted[panel], cell_pt=cell_pt)
-        title = titles[panel] if titles is not None else f"{int(batch.maze_id[i]):016x}"[:8]
+        n_noncell = _draw_maze(ax, n, batch.open[i], int(batch.origin[i]), int(batch.target[i]), batch.path(i),
+                               None if predicted is None else predicted[panel], cell_pt=cell_pt)
+        title = titles[panel] if titles is not None else f"maze_id {int(batch.maze_id[i])}"
+        ax.set_title(_panel_title(title, bool(failed[panel]), n_noncell), fontsize=7.5,
+                     color=BAD_COLOUR if failed[panel] else "black")
         if failed[panel]:
-            title = f"FAIL  {title}"
             for spine in ax.spines.values():
                 spine.set(visible=True, edgecolor=BAD_COLOUR, linewidth=3.0)
-        ax.set_title(title, fontsize=8, color=BAD_COLOUR if failed[panel] else "black")
     for ax in axes[k:]:
         ax.set_visible(False)
 
-    handles = [
-        Line2D([], [], color=TRUE_COLOUR, lw=2.5, label="shortest path"),
-        Line2D([], [], marker="o", ls="none", mfc="white", mec="black", label="origin"),
-        Line2D([], [], marker="X", ls="none", mfc=TARGET_COLOUR, mec="black", label="target"),
-    ]
-    if predicted is not None:
-        handles[1:1] = [
-            Line2D([], [], color=PRED_COLOUR, lw=2, ls=(0, (2.0, 1.2)), label="predicted"),
-            Line2D([], [], color=BAD_COLOUR, lw=2, marker="o", ms=3, label="invalid move"),
-        ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=7,
-               frameon=False)
-    _save(fig, out_png)
-
-
-# ---------------------------------------------------------------------------- heatmaps
-
-
-def _text_colour(rgba: np.ndarray) -> str:
-    luminance = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2]
-    return "black" if luminance > 0.5 else "white"
-
-
-def _draw_cell_heatmap(fig: Figure, ax: Axes, values: np.ndarray, n: int, *, vmin: float,
-                       vmax: float, cmap: str, annotate: bool) -> None:
-    """``values`` float [n*n], NaN = undefined (grey, hatched)."""
-    colormap = colormaps[cmap].with_extremes(bad=NAN_COLOUR)
-    norm = Normalize(vmin=vmin, vmax=vmax, clip=True)
-    grid = np.ma.masked_invalid(values.reshape(n, n))
-    image = ax.imshow(grid, cmap=colormap, norm=norm, extent=(0, n, n, 0),
-                      interpolation="nearest", origin="upper")
-    _grid_axes(ax, n, 0.0)
-    _shade_cells(ax, np.flatnonzero(np.isnan(values)), n, facecolor="none", edgecolor="#8c8c8c",
-                 hatch="//", linewidth=0.0)
-    if annotate:
-        fontsize = 9 if n <= 5 else 8
-        for cell, v in enumerate(values):
-            r, c = divmod(cell, n)
-            text, colour = ("n/a", "#555555") if np.isnan(v) else (
-                f"{v:.2f}", _text_colour(np.asarray(colormap(norm(v)))))
-            ax.text(c + 0.5, r + 0.5, text, ha="center", va="center", fontsize=fontsize,
-                    color=colour)
-    fig.colorbar(image, ax=ax, shrink=0.85)
-
-
-def render_cell_heatmap(
-    values: np.ndarray,
-    grid_n: int,
-    out_png: str | os.PathLike,
-    *,
-    title: str = "",
-    vmin: float = 0,
-    vmax: float = 1,
-    cmap: str = "viridis",
-) -> None:
-    """One value per cell (``float [grid_n**2]``, cell r*n+c) as a coloured grid with colour bar.
-
-    NaN cells are grey and hatched; values outside [vmin, vmax] take the end colours. Grids up
-    to 8 x 8 also print each value.
-    """
-    n = _check_grid_n(grid_n)
-    values = _check_values(values, n * n, f"grid_n**2 cells for grid_n={n}")
-    _check_colour_scale(vmin, vmax, cmap)
-    fig = _new_figure(4.6, 4.0)
-    ax = fig.add_subplot()
-    _draw_cell_heatmap(fig, ax, values, n, vmin=vmin, vmax=vmax, cmap=cmap, annotate=n <= 8)
-    ax.set_title(title, fontsize=10)
-    _save(fig, out_png)
-
-
-def _draw_edge_heatmap(fig: Figure, ax: Axes, values: np.ndarray, n: int, *, vmin: float,
-                       vmax: float, cmap: str, cell_pt: float) -> None:
-    """``values`` float [E] in canonical edge order, each drawn between its cell centres."""
-    _grid_axes(ax, n, 0.05)
-    ax.add_patch(Rectangle((0, 0), n, n, facecolor="#f7f7f7", edgecolor="#bdbdbd", lw=0.8,
-                           zorder=0))
-    segments = _centres(edge_endpoints(n).ravel(), n).reshape(-1, 2, 2)  # [E, 2 ends, (x, y)]
-    width = float(np.clip(0.2 * cell_pt, 1.0, 9.0))
-    defined = ~np.isnan(values)
-    # shorten each segment a little so neighbouring edges meeting at a cell stay distinguishable
-    middle = segments.mean(axis=1, keepdims=True)
-    segments = middle + (segments - middle) * 0.78
-    if (~defined).any():
-        ax.add_collection(LineCollection(segments[~defined], colors=NAN_COLOUR,
-                                         linewidths=width * 0.5, linestyles=(0, (1, 1)), zorder=1))
-    lines = LineCollection(segments[defined], cmap=cmap, norm=Normalize(vmin, vmax, clip=True),
-                           linewidths=width, capstyle="butt", zorder=2)
-    lines.set_array(values[defined])
-    ax.add_collection(lines)
-    centres = _centres(np.arange(n * n), n)
-    ax.plot(centres[:, 0], centres[:, 1], "o", color="#4d4d4d", ms=max(1.0, 0.08 * cell_pt),
-            zorder=3)
-    fig.colorbar(lines, ax=ax, shrink=0.85)
-
-
-def render_edge_heatmap(
-    values: np.ndarray,
-    grid_n: int,
-    out_png: str | os.PathLike,
-    *,
-    title: str = "",
-    vmin: float = 0,
-    vmax: float = 1,
-    cmap: str = "viridis",
-) -> None:
-    """One value per lattice edge (``float [2n(n-1)]``, maze.py's canonical order) as coloured
-    segments between cell centres, with colour bar. NaN edges are drawn as grey dots."""
-    n = _check_grid_n(grid_n)
-    values = _check_values(values, n_edges(n), f"2*n*(n-1) lattice edges for grid_n={n}")
-    _check_colour_scale(vmin, vmax, cmap)
-    fig = _new_figure(4.6, 4.0)
-    ax = fig.add_subplot()
-    _draw_edge_heatmap(fig, ax, values, n, vmin=vmin, vmax=vmax, cmap=cmap,
-                       cell_pt=3.4 * 72 / n)
-    ax.set_title(title, fontsize=10)
+    fig.legend(handles=handles, loc="outside lower center", ncols=per_row, fontsize=7, frameon=False)
     _save(fig, out_png)
 
 
 # ---------------------------------------------------------------------------- bar chart
+
+
+def _check_intervals(intervals: dict | None, heights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``{series: (lo, hi)}`` -> ``{series: float [2, categories]}``, checked."""
+    out = {}
+    for name, pair in (intervals or {}).items():
+        if str(name) not in heights:
+            raise ValueError(f"intervals name a series that is not drawn: {name!r}")
+        lo_hi = np.asarray(pair, dtype=np.float64)
+        if lo_hi.shape != (2, len(next(iter(heights.values())))):
+            raise ValueError(f"intervals[{name!r}] must be (lows, highs), one value per category each: "
+                             f"shape [2, {len(next(iter(heights.values())))}], got {list(lo_hi.shape)}")
+        if np.isinf(lo_hi).any() or (lo_hi[0] > lo_hi[1]).any():
+            raise ValueError(f"intervals[{name!r}] need finite lows <= highs (NaN: no interval)")
+        out[str(name)] = lo_hi
+    return out
 
 
 def render_bar_chart(
@@ -377,9 +298,15 @@ def render_bar_chart(
     *,
     title: str = "",
     ylabel: str = "",
+    intervals: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+    interval_label: str = "95% interval",
 ) -> None:
     """Grouped bars: one group per category, one bar per series (e.g. model vs baseline per
-    evaluation suite). NaN values leave a gap marked "n/a"."""
+    evaluation suite). NaN values leave a gap marked "n/a".
+
+    ``intervals`` (optional) maps a series name to ``(lows, highs)``, one entry per category:
+    each is drawn as a black error bar from low to high on that series' bar (NaN low or high:
+    none there); series left out get none. The legend names them ``interval_label``."""
     categories = [str(c) for c in categories]
     if not categories:
         raise ValueError("categories is empty")
@@ -394,6 +321,7 @@ def render_bar_chart(
         if np.isinf(vals).any():
             raise ValueError(f"series {name!r} contains +-inf")
         heights[str(name)] = vals
+    bounds = _check_intervals(intervals, heights)
 
     n_cat, n_ser = len(categories), len(heights)
     fig = _new_figure(max(4.0, 1.2 + n_cat * (0.35 + 0.28 * n_ser)), 3.6)
@@ -402,16 +330,24 @@ def render_bar_chart(
     x = np.arange(n_cat, dtype=np.float64)
     annotate = n_cat * n_ser <= 40
     colours = colormaps["tab10"].colors
+    labelled = False  # one legend entry for all intervals
     for s, (name, vals) in enumerate(heights.items()):
         pos = x - 0.4 + width * (s + 0.5)
         ax.bar(pos, np.nan_to_num(vals), width * 0.92, label=name, color=colours[s % 10])
-        if annotate:
-            for p, v in zip(pos, vals):
+        lo, hi = bounds.get(name, np.full((2, n_cat), np.nan))
+        ok = ~np.isnan(lo) & ~np.isnan(hi)
+        if ok.any():
+            ax.errorbar(pos[ok], (lo[ok] + hi[ok]) / 2, yerr=(hi[ok] - lo[ok]) / 2, fmt="none",
+                        ecolor="black", elinewidth=1.0, capsize=min(3.0, 40 * width), zorder=3,
+                        label=None if labelled else interval_label)
+            labelled = True
+        if annotate:  # the value, above the bar and its interval
+            for p, v, top in zip(pos, vals, np.where(ok, hi, vals)):
                 text = "n/a" if np.isnan(v) else f"{v:.3g}"
-                ax.annotate(text, (p, 0 if np.isnan(v) else v), xytext=(0, 2),
+                ax.annotate(text, (p, 0 if np.isnan(v) else max(v, top)), xytext=(0, 2),
                             textcoords="offset points", ha="center",
                             va="bottom" if np.isnan(v) or v >= 0 else "top", fontsize=7)
-    finite = np.concatenate(list(heights.values()))
+    finite = np.concatenate(list(heights.values()) + [b.ravel() for b in bounds.values()])
     finite = finite[~np.isnan(finite)]
     low = min(0.0, finite.min()) if len(finite) else 0.0
     high = max(0.0, finite.max()) if len(finite) else 1.0
@@ -424,6 +360,8 @@ def render_bar_chart(
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.spines[["top", "right"]].set_visible(False)
-    if n_ser > 1:
-        ax.legend(fontsize=8, frameon=False)
+    handles, names = ax.get_legend_handles_labels()
+    order = sorted(range(len(names)), key=lambda h: names[h] == interval_label)  # the intervals last
+    if len(handles) > 1:
+        ax.legend([handles[h] for h in order], [names[h] for h in order], fontsize=8, frameon=False)
     _save(fig, out_png)
