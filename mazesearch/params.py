@@ -198,6 +198,55 @@ class DynamicsSpec(_Strict):
         "walls", "target", "future_path"]
 
 
+class HeadsSpec(_Strict):
+    """Stage heads: attention-head hypothesis scores (docs/interp.md)."""
+
+    dataset: str = "probe"
+    n_mazes: int = Field(default=256, gt=0)  # first n mazes of the dataset
+    batch_size: int = Field(default=64, gt=0)  # mazes per forward pass
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    num_threads: int = Field(default=1, ge=1)  # torch CPU threads (tiny forwards: 1 beats 2 on a busy box)
+    control_seed: int = Field(default=12345, ge=0)  # random-init control model
+    seed: int = Field(default=0, ge=0)  # bootstrap over mazes (confidence intervals)
+    picture_maze: int = Field(default=0, ge=0)  # row of the maze the pictures show
+
+
+class GeometrySpec(_Strict):
+    """Stage geometry: embedding geometry, OV/QK circuits, residual PCA (docs/interp.md)."""
+
+    dataset: str = "probe"  # mazes whose path positions the residual picture shows
+    n_mazes: int = Field(default=256, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    num_threads: int = Field(default=1, ge=1)
+    control_seed: int = Field(default=12345, ge=0)  # random-init control model
+    n_permutations: int = Field(default=1000, ge=1)  # cell-label shuffles for the p-values
+    seed: int = Field(default=0, ge=0)  # the shuffles' generator
+    top_heads: int = Field(default=2, ge=1)  # lattice-adjacency heads (heads/scores.csv) in the headline
+
+
+class LogitLensSpec(_Strict):
+    """Stage logit_lens: each layer's residual stream decoded at teacher-forced moves (docs/interp.md)."""
+
+    dataset: str = "probe"
+    n_mazes: int = Field(default=256, gt=0)  # first n mazes of the dataset
+    batch_size: int = Field(default=128, gt=0)  # mazes per forward pass
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    num_threads: int = Field(default=1, ge=1)  # torch CPU threads
+    control_seed: int = Field(default=12345, ge=0)  # random-init control model
+
+
+class DlaSpec(_Strict):
+    """Stage dla: direct logit attribution at forks (docs/interp.md)."""
+
+    dataset: str = "probe"
+    n_mazes: int = Field(default=256, gt=0)  # first n mazes of the dataset
+    batch_size: int = Field(default=128, gt=0)  # mazes per forward pass
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    num_threads: int = Field(default=1, ge=1)  # torch CPU threads
+    control_seed: int = Field(default=12345, ge=0)  # random-init control model
+
+
 class Params(_Strict):
     datasets: dict[str, DatasetSpec]
     tokenizer: TokenizerSpec
@@ -207,6 +256,10 @@ class Params(_Strict):
     activations: ActivationsSpec | None = None
     probes: ProbesSpec | None = None
     dynamics: DynamicsSpec | None = None
+    heads: HeadsSpec | None = None
+    geometry: GeometrySpec | None = None
+    logit_lens: LogitLensSpec | None = None
+    dla: DlaSpec | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Params":
@@ -227,6 +280,10 @@ class Params(_Strict):
                     raise ValueError(f"evaluate.suites.{suite}.dataset={s.dataset!r} is not in datasets")
         if self.activations is not None and self.activations.dataset not in self.datasets:
             raise ValueError(f"activations.dataset={self.activations.dataset!r} is not in datasets")
+        for section in ("heads", "geometry", "logit_lens", "dla"):
+            spec = getattr(self, section)
+            if spec is not None and spec.dataset not in self.datasets:
+                raise ValueError(f"{section}.dataset={spec.dataset!r} is not in datasets")
         return self
 
 

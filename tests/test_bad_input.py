@@ -52,6 +52,8 @@ def valid(tmp_path_factory) -> Path:
     params["evaluate"]["size_suites"] = []
     params["activations"] = {"dataset": "test", "n_mazes": 8, "batch_size": 8}
     params["dynamics"] = {"n_mazes": 8, "probes": ["walls"]}
+    for section in ("heads", "geometry", "logit_lens", "dla"):
+        params[section].update(dataset="test", n_mazes=8, batch_size=8)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     vocab = Vocab.build(params["tokenizer"]["max_grid_n"])
@@ -196,6 +198,15 @@ def edit_yaml(dotted: str, value) -> Callable[[Path], None]:
     return write
 
 
+def interp_stage(stage: str) -> str:
+    return (f"{stage} --params {{w}}/params.yaml --model-dir {{w}}/models --tokens-dir {{w}}/tokens "
+            f"--mazes-dir {{w}}/mazes --vocab {{w}}/vocab.json --out-dir {{w}}/out/{stage}")
+
+
+def copy_from(name: str) -> Callable[[Path], None]:
+    return lambda path: shutil.copy(path.parent / name, path)
+
+
 CASES = {
     # params.yaml: the only input of validate, generate and vocab
     "validate-bad-value": Case(
@@ -230,6 +241,17 @@ CASES = {
         "train", TRAIN, "tokens/val.parquet", truncate, "not readable Parquet", TRAIN_OUT),
     "activations-prompt-past-sequence": Case(
         "activations", ACTIVATIONS, "tokens/test.parquet", prompt_past_sequence, "prompt_len outside", ["out/acts"]),
+    # the interpretability stages: heads, geometry, logit_lens, dla
+    "heads-truncated-tokens": Case(
+        "heads", interp_stage("heads"), "tokens/test.parquet", truncate, "not readable Parquet", ["out/heads"]),
+    "geometry-random-bytes-safetensors": Case(
+        "geometry", interp_stage("geometry"), "models/model.safetensors", random_bytes, "not a readable safetensors",
+        ["out/geometry"]),
+    "logit-lens-truncated-tokens": Case(
+        "logit_lens", interp_stage("logit_lens"), "tokens/test.parquet", truncate, "not readable Parquet",
+        ["out/logit_lens"]),
+    "dla-mazes-of-another-dataset": Case(
+        "dla", interp_stage("dla"), "mazes/test.parquet", copy_from("val.parquet"), "disagree", ["out/dla"]),
     # model checkpoint: safetensors + model_config.json
     "evaluate-random-bytes-safetensors": Case(
         "evaluate", EVALUATE, "models/model.safetensors", random_bytes, "not a readable safetensors", EVAL_OUT),

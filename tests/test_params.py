@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mazesearch.params import (
-    ActivationsSpec, DynamicsSpec, EvaluateSpec, ModelSpec, ParamsError, ProbesSpec, TokenizerSpec, TrainSpec,
+    ActivationsSpec, DlaSpec, DynamicsSpec, EvaluateSpec, GeometrySpec, HeadsSpec, LogitLensSpec, ModelSpec, ParamsError, ProbesSpec, TokenizerSpec, TrainSpec,
     _main, fill_defaults, load_params, missing_keys, parse_params, schema_defaults,
 )
 
@@ -261,7 +261,10 @@ def _reads(raw):
              "eval_summary": ["evaluate.suites", "evaluate.size_suites", "datasets"], "pictures": ["evaluate.suites", "evaluate.n_pictures"], "activations": _fields(ActivationsSpec, "activations"),
              "probes": _fields(ProbesSpec, "probes") + ["activations.dataset"],
              "dynamics": _fields(DynamicsSpec, "dynamics") + _fields(ProbesSpec, "probes")
-             + ["activations.dataset", "activations.num_threads", "activations.batch_size", "activations.control_seed"]}
+             + ["activations.dataset", "activations.num_threads", "activations.batch_size", "activations.control_seed"],
+             "heads": _fields(HeadsSpec, "heads"),
+             "geometry": _fields(GeometrySpec, "geometry") + ["datasets.train.grid_n", "tokenizer.coord"],
+             "logit_lens": _fields(LogitLensSpec, "logit_lens"), "dla": _fields(DlaSpec, "dla")}
     for name in raw["datasets"]:
         reads[f"generate@{name}"] = under(f"datasets.{name}.") + ["datasets.train"]
         reads[f"tokenize@{name}"] = tok_text

@@ -104,13 +104,14 @@ def count_metrics(shown: dict) -> int:
 
 def test_metrics_are_headlines_only(repo):
     """A screenful: data 3 per dataset, train 4, evaluation 8 per suite, probes 4 per probe,
-    dynamics 1 + 2 per probe."""
+    dynamics 1 + 2 per probe, heads 6 per hypothesis, geometry 20, logit_lens 10, dla 9."""
     import json
 
     shown = json.loads(_run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], repo))
     params = yaml.safe_load((repo / "params.yaml").read_text())
     budget = (3 * len(params["datasets"]) + 4 + 8 * len(params["evaluate"]["suites"]) + 4 * 6
-              + 1 + 2 * len(params["dynamics"]["probes"]))
+              + 1 + 2 * len(params["dynamics"]["probes"])
+              + 1 + 6 * 7 + 20 + 10 + 9)  # heads: 6 per hypothesis; geometry; logit_lens; dla
     assert 0 < count_metrics(shown) <= budget
 
 
@@ -153,12 +154,17 @@ def test_plots_are_drawn_once_each_with_fields_their_data_has(repo):
     their plot files as plain outputs, so nothing is drawn twice) and every encoded field exists."""
     import json
 
-    shown = json.loads(_run([sys.executable, "-m", "dvc", "plots", "show", "--json"], repo))
+    _repro(repo)  # a no-op after the tests above; run alone, this test starts from a fresh repo
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
+    proc = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json"], cwd=repo, env=env,
+                          capture_output=True, text=True, check=True)
+    shown = json.loads(proc.stdout)  # warnings go to stderr
     assert plot_problems(shown) == []
     probes = sorted(p.stem for p in (repo / "reports" / "probes" / "by_layer").glob("*.csv"))
     expected = {"train loss", "validation exact-path rate", "validation loss",
                 "exact path per suite, model vs random-at-forks baseline (95% intervals)",
                 "exact path vs maze size (95% intervals)", "probe score and exact path vs training step",
+                "logit lens, next-cell accuracy per layer (forks, corridors, control, chance)",
                 *(f"reports/probes/by_layer/{p}.csv" for p in probes)}
     assert len(probes) >= 3 and set(shown["data"]) == expected
     suites = shown["data"]["exact path per suite, model vs random-at-forks baseline (95% intervals)"][0]
@@ -313,6 +319,7 @@ def _outputs(repo) -> dict[Path, bytes]:
 def test_a_bad_value_stops_the_run_before_any_output_is_touched(repo, command):
     """Stage validate comes first: `dvc exp run -S datasets.train.grid_n=1` (or a bad edit then
     `dvc repro`) fails with the one error line and every output, cached or not, is untouched."""
+    _repro(repo)  # a complete run, committed (run alone, this test starts from a fresh repo)
     _commit(repo, "before a bad value")
     ran, out = _repro(repo)
     assert ran == set(), out
@@ -333,6 +340,8 @@ def test_a_bad_value_stops_the_run_before_any_output_is_touched(repo, command):
     after = _outputs(repo)
     assert sorted(after) == sorted(before), f"missing: {sorted(set(before) - set(after))}"
     assert [p for p in before if after[p] != before[p]] == []
-    _run(["git", "checkout", "--", "params.yaml"], repo)  # the README's recovery: nothing to recompute
+    _run(["git", "checkout", "HEAD", "--", "params.yaml"], repo)  # the README's recovery: nothing to recompute
+    state = _run(["git", "log", "--oneline", "-3"], repo) + _run(["git", "status", "--short"], repo)
+    assert yaml.safe_load((repo / "params.yaml").read_text())["datasets"]["train"]["grid_n"] != 1, state + text
     ran, out = _repro(repo)
     assert ran == set(), out
