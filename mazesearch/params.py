@@ -247,6 +247,17 @@ class DlaSpec(_Strict):
     control_seed: int = Field(default=12345, ge=0)  # random-init control model
 
 
+class ReachSpec(_Strict):
+    """Stage reach: per layer, the largest k at which "cell within maze distance k of the target /
+    current cell" is linearly decodable above both controls (docs/interp.md). The split, C and
+    max_iter are probes.*."""
+
+    max_k: int = Field(default=6, ge=1)  # k = 1 .. min(max_k, largest distance in the mazes)
+    min_balanced_accuracy: float = Field(default=0.8, gt=0.5, le=1.0)  # trained test score to count
+    min_selectivity: float = Field(default=0.1, ge=0.0, lt=1.0)  # ... and its lead over the stronger control
+    max_rows: int = Field(default=4000, gt=0)  # rows per fit (subsampled by maze): keeps the stage < 1 min
+
+
 class Params(_Strict):
     datasets: dict[str, DatasetSpec]
     tokenizer: TokenizerSpec
@@ -260,6 +271,7 @@ class Params(_Strict):
     geometry: GeometrySpec | None = None
     logit_lens: LogitLensSpec | None = None
     dla: DlaSpec | None = None
+    reach: ReachSpec | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Params":

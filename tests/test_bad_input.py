@@ -295,6 +295,9 @@ CASES = {
         "holds other mazes than", ["out/probes"], also_names="mazes/test.parquet"),
     "probes-truncated-layer-file": Case(
         "probes", PROBES, "acts/random/embed.npy", truncate, "truncated", ["out/probes"]),
+    "reach-truncated-control-index": Case(
+        "reach", "reach --params {w}/params.yaml --mazes-dir {w}/mazes --activations-dir {w}/acts --out-dir {w}/out/reach",
+        "acts/random/index.parquet", truncate, "not readable Parquet", ["out/reach"]),
 }
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mazesearch.params import (
-    ActivationsSpec, DlaSpec, DynamicsSpec, EvaluateSpec, GeometrySpec, HeadsSpec, LogitLensSpec, ModelSpec, ParamsError, ProbesSpec, TokenizerSpec, TrainSpec,
+    ActivationsSpec, DlaSpec, ReachSpec, DynamicsSpec, EvaluateSpec, GeometrySpec, HeadsSpec, LogitLensSpec, ModelSpec, ParamsError, ProbesSpec, TokenizerSpec, TrainSpec,
     _main, fill_defaults, load_params, missing_keys, parse_params, schema_defaults,
 )
 
@@ -264,7 +264,9 @@ def _reads(raw):
              + ["activations.dataset", "activations.num_threads", "activations.batch_size", "activations.control_seed"],
              "heads": _fields(HeadsSpec, "heads"),
              "geometry": _fields(GeometrySpec, "geometry") + ["datasets.train.grid_n", "tokenizer.coord"],
-             "logit_lens": _fields(LogitLensSpec, "logit_lens"), "dla": _fields(DlaSpec, "dla")}
+             "logit_lens": _fields(LogitLensSpec, "logit_lens"), "dla": _fields(DlaSpec, "dla"),
+             "reach": _fields(ReachSpec, "reach") + ["activations.dataset"]
+             + [f"probes.{k}" for k in ("test_frac", "val_frac", "C", "max_iter", "seed")]}
     for name in raw["datasets"]:
         reads[f"generate@{name}"] = under(f"datasets.{name}.") + ["datasets.train"]
         reads[f"tokenize@{name}"] = tok_text

@@ -104,14 +104,16 @@ def count_metrics(shown: dict) -> int:
 
 def test_metrics_are_headlines_only(repo):
     """A screenful: data 3 per dataset, train 4, evaluation 8 per suite, probes 4 per probe,
-    dynamics 1 + 2 per probe, heads 6 per hypothesis, geometry 20, logit_lens 10, dla 9."""
+    dynamics 1 + 2 per probe, heads 6 per hypothesis, geometry 20, logit_lens 10, dla 9,
+    reach 2 per layer (embeddings + each block)."""
     import json
 
     shown = json.loads(_run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], repo))
     params = yaml.safe_load((repo / "params.yaml").read_text())
     budget = (3 * len(params["datasets"]) + 4 + 8 * len(params["evaluate"]["suites"]) + 4 * 6
               + 1 + 2 * len(params["dynamics"]["probes"])
-              + 1 + 6 * 7 + 20 + 10 + 9)  # heads: 6 per hypothesis; geometry; logit_lens; dla
+              + 1 + 6 * 7 + 20 + 10 + 9  # heads: 6 per hypothesis; geometry; logit_lens; dla
+              + 2 * (params["model"]["n_layers"] + 1))  # reach: target and current per layer
     assert 0 < count_metrics(shown) <= budget
 
 
@@ -165,6 +167,7 @@ def test_plots_are_drawn_once_each_with_fields_their_data_has(repo):
                 "exact path per suite, model vs random-at-forks baseline (95% intervals)",
                 "exact path vs maze size (95% intervals)", "probe score and exact path vs training step",
                 "logit lens, next-cell accuracy per layer (forks, corridors, control, chance)",
+                "reach per layer (largest k decodable above control)",
                 *(f"reports/probes/by_layer/{p}.csv" for p in probes)}
     assert len(probes) >= 3 and set(shown["data"]) == expected
     suites = shown["data"]["exact path per suite, model vs random-at-forks baseline (95% intervals)"][0]
@@ -308,6 +311,13 @@ def test_dvc_exp_run_overrides_a_key_of_every_family(repo):
         for part in key.split("."):
             node = node[part]
         assert node == value, key
+    # README's readable `dvc exp show`: only the kept columns (one experiment, model.d_mlp changed)
+    readme = (ROOT / "README.md").read_text()
+    keep = re.search(r"--keep '([^']+)'", readme).group(1)
+    table = _run([sys.executable, "-m", "dvc", "exp", "show", "--no-pager", "--drop", ".*", "--md", "--keep", keep], repo)
+    header = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
+    assert header[0] == "Experiment" and "model.positional" in header and "train.seed" in header, table
+    assert {"reports/eval/suites/test.json:model_exact"} <= set(header) and len(header) <= 6, table
 
 
 def _outputs(repo) -> dict[Path, bytes]:
