@@ -21,7 +21,7 @@ demo: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 test: install
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile  # a file's tests share one worker: test_pipeline's repo fixture is per worker
 
 # Re-pin constraints.txt from a fresh venv built from pyproject.toml alone.
 lock:
