@@ -19,7 +19,6 @@ The control is ``GPT(same config, seed=heads.control_seed)``, never trained (doc
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -29,16 +28,11 @@ from mazesearch.data.maze import read_mazes
 from mazesearch.data.tokens import Vocab, read_tokens
 from mazesearch.io import InputError, StageError, atomic_dir, stage_main
 from mazesearch.params import HeadsSpec, load_params_or_exit
+from stages._run_args import model_run_parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--model-dir", default="models")
-    ap.add_argument("--tokens-dir", default="data/tokens")
-    ap.add_argument("--mazes-dir", default="data/mazes")
-    ap.add_argument("--vocab", default="data/vocab.json")
-    ap.add_argument("--out-dir", default="reports/heads")
+    ap = model_run_parser(__doc__, "reports/heads")
     args = ap.parse_args(argv)
 
     params = load_params_or_exit(args.params)

@@ -18,21 +18,15 @@ The control is ``GPT(same config, seed=logit_lens.control_seed)``, never trained
 
 from __future__ import annotations
 
-import argparse
 import time
 
 from mazesearch.io import atomic_dir, stage_main, write_json_atomic, write_text_atomic
 from mazesearch.params import load_params_or_exit, require_section
+from stages._run_args import model_run_parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--model-dir", default="models")
-    ap.add_argument("--tokens-dir", default="data/tokens")
-    ap.add_argument("--mazes-dir", default="data/mazes")
-    ap.add_argument("--vocab", default="data/vocab.json")
-    ap.add_argument("--out-dir", default="reports/logit_lens")
+    ap = model_run_parser(__doc__, "reports/logit_lens")
     args = ap.parse_args(argv)
 
     params = load_params_or_exit(args.params)
