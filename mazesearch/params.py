@@ -225,26 +225,70 @@ class GeometrySpec(_Strict):
     top_heads: int = Field(default=2, ge=1)  # lattice-adjacency heads (heads/scores.csv) in the headline
 
 
-class LogitLensSpec(_Strict):
+class ModelRunSpec(_Strict):
+    """What a stage that runs the trained model on the first mazes of a dataset reads."""
+
+    dataset: str = "probe"
+    n_mazes: int = Field(default=256, gt=0)  # first n mazes of the dataset
+    batch_size: int = Field(default=128, gt=0)  # mazes per forward pass
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    num_threads: int = Field(default=1, ge=1)  # torch CPU threads
+    control_seed: int = Field(default=12345, ge=0)  # random-init control model
+
+
+class LogitLensSpec(ModelRunSpec):
     """Stage logit_lens: each layer's residual stream decoded at teacher-forced moves (docs/interp.md)."""
 
-    dataset: str = "probe"
-    n_mazes: int = Field(default=256, gt=0)  # first n mazes of the dataset
-    batch_size: int = Field(default=128, gt=0)  # mazes per forward pass
-    device: Literal["auto", "cpu", "cuda"] = "cpu"
-    num_threads: int = Field(default=1, ge=1)  # torch CPU threads
-    control_seed: int = Field(default=12345, ge=0)  # random-init control model
 
-
-class DlaSpec(_Strict):
+class DlaSpec(ModelRunSpec):
     """Stage dla: direct logit attribution at forks (docs/interp.md)."""
 
+
+class CounterfactualsSpec(_Strict):
+    """Stage counterfactuals: minimally edited twins of a dataset's mazes (docs/interp.md)."""
+
     dataset: str = "probe"
-    n_mazes: int = Field(default=256, gt=0)  # first n mazes of the dataset
-    batch_size: int = Field(default=128, gt=0)  # mazes per forward pass
+    n_per_kind: int = Field(default=128, gt=0)  # pairs per kind (fewer if the mazes run out)
+    seed: int = Field(default=0, ge=0)  # order the mazes are tried in, choice among valid edits
+
+
+class PatchingSpec(_Strict):
+    """Stage patching: activation patching on the aligned counterfactual pairs (docs/interp.md)."""
+
+    n_pairs: int = Field(default=128, gt=0)  # first n pairs of each aligned kind the model gets right
     device: Literal["auto", "cpu", "cuda"] = "cpu"
-    num_threads: int = Field(default=1, ge=1)  # torch CPU threads
+    num_threads: int = Field(default=1, ge=1)
     control_seed: int = Field(default=12345, ge=0)  # random-init control model
+
+
+class SteeringSpec(_Strict):
+    """Stage steering: add probe / SAE directions to the residual stream, roll out (docs/interp.md)."""
+
+    n_pairs: int = Field(default=128, gt=0)  # first n pairs of each kind
+    strengths: list[float] = Field(default=[0.1, 0.25, 0.5, 1.0, 2.0], min_length=1)  # x the mean residual norm
+    positions: Literal["path", "all"] = "path"  # steer from <PATH_START> on (where probes fit), or everywhere
+    n_random: int = Field(default=3, ge=1)  # random directions per pair (same norm)
+    seed: int = Field(default=0, ge=0)  # random directions, permuted labels, SAE init and batches
+    batch_size: int = Field(default=128, gt=0)  # rollouts per forward pass
+    sae_features: int = Field(default=256, gt=0)  # SAE dictionary size
+    sae_k: int = Field(default=8, gt=0)  # active features per row (TopK)
+    sae_steps: int = Field(default=3000, gt=0)
+    sae_batch_size: int = Field(default=256, gt=0)
+    sae_lr: float = Field(default=1e-3, gt=0.0)
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    num_threads: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _positive_strengths(self) -> "SteeringSpec":
+        if any(not s > 0 for s in self.strengths):
+            raise ValueError(f"steering.strengths must all be > 0, got {self.strengths}")
+        if self.sae_k > self.sae_features:
+            raise ValueError(f"steering.sae_k={self.sae_k} exceeds steering.sae_features={self.sae_features}")
+        return self
+
+
+class FaithfulnessSpec(ModelRunSpec):
+    """Stage faithfulness: mean-ablate every head but the top k by patching (docs/interp.md)."""
 
 
 class ReachSpec(_Strict):
@@ -272,6 +316,10 @@ class Params(_Strict):
     logit_lens: LogitLensSpec | None = None
     dla: DlaSpec | None = None
     reach: ReachSpec | None = None
+    counterfactuals: CounterfactualsSpec | None = None
+    patching: PatchingSpec | None = None
+    steering: SteeringSpec | None = None
+    faithfulness: FaithfulnessSpec | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Params":
@@ -292,7 +340,7 @@ class Params(_Strict):
                     raise ValueError(f"evaluate.suites.{suite}.dataset={s.dataset!r} is not in datasets")
         if self.activations is not None and self.activations.dataset not in self.datasets:
             raise ValueError(f"activations.dataset={self.activations.dataset!r} is not in datasets")
-        for section in ("heads", "geometry", "logit_lens", "dla"):
+        for section in ("heads", "geometry", "logit_lens", "dla", "counterfactuals", "faithfulness"):
             spec = getattr(self, section)
             if spec is not None and spec.dataset not in self.datasets:
                 raise ValueError(f"{section}.dataset={spec.dataset!r} is not in datasets")

@@ -52,8 +52,11 @@ def valid(tmp_path_factory) -> Path:
     params["evaluate"]["size_suites"] = []
     params["activations"] = {"dataset": "test", "n_mazes": 8, "batch_size": 8}
     params["dynamics"] = {"n_mazes": 8, "probes": ["walls"]}
-    for section in ("heads", "geometry", "logit_lens", "dla"):
+    for section in ("heads", "geometry", "logit_lens", "dla", "faithfulness"):
         params[section].update(dataset="test", n_mazes=8, batch_size=8)
+    params["counterfactuals"].update(dataset="test", n_per_kind=4)
+    params["patching"]["n_pairs"] = 4
+    params["steering"].update(n_pairs=4, sae_steps=20, sae_features=16, sae_k=4)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     vocab = Vocab.build(params["tokenizer"]["max_grid_n"])
@@ -80,6 +83,14 @@ def valid(tmp_path_factory) -> Path:
     for role, m in (("trained", model), ("random", GPT(cfg, seed=1))):
         extract_activations(m, tokens["test"], vocab, 3, root / "acts" / role, n_mazes=8, batch_size=8,
                             meta={"dataset": "test", "model": role})
+    # what the causal stages read: counterfactual pairs, the probes' best layers, head patching
+    from mazesearch.interp.counterfactuals import make_pairs, write_pairs
+
+    write_pairs(make_pairs(test_mazes, tokens["test"], vocab, n_per_kind=4, seed=0), root / "pairs" / "pairs.parquet")
+    (root / "probes.json").write_text(json.dumps({p: {"best_layer": "blocks.0.hook_resid_post"}
+                                                  for p in ("walls", "target")}))
+    (root / "heads.csv").write_text("kind,layer,head,denoise,noise\n" + "".join(
+        f"target_move,0,{h},0.5,{0.2 * h}\n" for h in range(2)))
     return root
 
 
@@ -203,6 +214,9 @@ def interp_stage(stage: str) -> str:
             f"--mazes-dir {{w}}/mazes --vocab {{w}}/vocab.json --out-dir {{w}}/out/{stage}")
 
 
+CAUSAL = "--params {w}/params.yaml --model-dir {w}/models --vocab {w}/vocab.json"
+
+
 def copy_from(name: str) -> Callable[[Path], None]:
     return lambda path: shutil.copy(path.parent / name, path)
 
@@ -295,6 +309,21 @@ CASES = {
         "holds other mazes than", ["out/probes"], also_names="mazes/test.parquet"),
     "probes-truncated-layer-file": Case(
         "probes", PROBES, "acts/random/embed.npy", truncate, "truncated", ["out/probes"]),
+    # the causal stages: counterfactuals, patching, steering, faithfulness
+    "counterfactuals-truncated-tokens": Case(
+        "counterfactuals", "counterfactuals --params {w}/params.yaml --mazes-dir {w}/mazes --tokens-dir {w}/tokens "
+        "--vocab {w}/vocab.json --out {w}/out/pairs --reports {w}/out/cf", "tokens/test.parquet", truncate,
+        "not readable Parquet", ["out/pairs", "out/cf"]),
+    "patching-truncated-pairs": Case(
+        "patching", "patching " + CAUSAL + " --pairs {w}/pairs/pairs.parquet --out-dir {w}/out/patching",
+        "pairs/pairs.parquet", truncate, "re-run `dvc repro counterfactuals`", ["out/patching"]),
+    "steering-no-best-layer": Case(
+        "steering", "steering " + CAUSAL + " --pairs {w}/pairs/pairs.parquet --mazes-dir {w}/mazes "
+        "--tokens-dir {w}/tokens --probes {w}/probes.json --out-dir {w}/out/steering",
+        "probes.json", write_text('{"walls": {}}'), "no best layer for probe walls", ["out/steering"]),
+    "faithfulness-heads-table-without-scores": Case(
+        "faithfulness", interp_stage("faithfulness") + " --heads {w}/heads.csv", "heads.csv",
+        write_text("kind,layer,head\n"), "no head scores in it", ["out/faithfulness"]),
     "reach-truncated-control-index": Case(
         "reach", "reach --params {w}/params.yaml --mazes-dir {w}/mazes --activations-dir {w}/acts --out-dir {w}/out/reach",
         "acts/random/index.parquet", truncate, "not readable Parquet", ["out/reach"]),

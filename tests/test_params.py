@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mazesearch.params import (
-    ActivationsSpec, DlaSpec, ReachSpec, DynamicsSpec, EvaluateSpec, GeometrySpec, HeadsSpec, LogitLensSpec, ModelSpec, ParamsError, ProbesSpec, TokenizerSpec, TrainSpec,
+    ActivationsSpec, CounterfactualsSpec, DlaSpec, FaithfulnessSpec, PatchingSpec, SteeringSpec, ReachSpec, DynamicsSpec, EvaluateSpec, GeometrySpec, HeadsSpec, LogitLensSpec, ModelSpec, ParamsError, ProbesSpec, TokenizerSpec, TrainSpec,
     _main, fill_defaults, load_params, missing_keys, parse_params, schema_defaults,
 )
 
@@ -266,7 +266,12 @@ def _reads(raw):
              "geometry": _fields(GeometrySpec, "geometry") + ["datasets.train.grid_n", "tokenizer.coord"],
              "logit_lens": _fields(LogitLensSpec, "logit_lens"), "dla": _fields(DlaSpec, "dla"),
              "reach": _fields(ReachSpec, "reach") + ["activations.dataset"]
-             + [f"probes.{k}" for k in ("test_frac", "val_frac", "C", "max_iter", "seed")]}
+             + [f"probes.{k}" for k in ("test_frac", "val_frac", "C", "max_iter", "seed")],
+             "counterfactuals": _fields(CounterfactualsSpec, "counterfactuals") + ["tokenizer.coord"]
+             + under(f"datasets.{raw['counterfactuals']['dataset']}."),
+             "patching": _fields(PatchingSpec, "patching"),
+             "steering": _fields(SteeringSpec, "steering") + ["counterfactuals.dataset", "probes.C", "probes.max_iter"],
+             "faithfulness": _fields(FaithfulnessSpec, "faithfulness")}
     for name in raw["datasets"]:
         reads[f"generate@{name}"] = under(f"datasets.{name}.") + ["datasets.train"]
         reads[f"tokenize@{name}"] = tok_text

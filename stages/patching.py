@@ -1,0 +1,120 @@
+"""Stage patching: activation patching on counterfactual pairs: where is the decision computed?
+
+    models/ + data/counterfactuals/pairs.parquet + data/vocab.json -> reports/patching/
+        metrics.json   headline (DVC metric) per aligned kind (target_move, wall_move): pairs used,
+                       mean logit difference clean / corrupt (and the random-init control's gap),
+                       the last layer whose edited tokens still carry the difference, the first
+                       layer from which the decision position holds it, the head whose noising
+                       hurts most
+        details.json   every map: resid (layer x position group) and heads (layer x head), both
+                       directions, per-pair logit differences
+        heads.csv      kind, layer, head, denoise, noise (faithfulness ranks heads from it)
+        resid.png      layer x position group maps, per kind and direction
+        heads.png      layer x head maps, per kind and direction
+
+Only pairs the model gets right both ways are patched (logit difference > 0 on the clean run,
+< 0 on the corrupt one): patching explains behaviour the model has. Definitions:
+mazesearch.interp.patching and docs/interp.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from mazesearch.io import InputError, StageError, atomic_dir, stage_main, write_json_atomic, write_text_atomic
+from mazesearch.params import load_params_or_exit, require_section
+
+ALIGNED = ("target_move", "wall_move")  # kinds whose prompts have the same length
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--model-dir", default="models")
+    ap.add_argument("--pairs", default="data/counterfactuals/pairs.parquet")
+    ap.add_argument("--vocab", default="data/vocab.json")
+    ap.add_argument("--out-dir", default="reports/patching")
+    args = ap.parse_args(argv)
+
+    params = load_params_or_exit(args.params)
+    spec = require_section(params, "patching", "patching")
+    import torch
+
+    from mazesearch.data.tokens import Vocab
+    from mazesearch.interp import patching
+    from mazesearch.interp.bridge import to_bridge
+    from mazesearch.interp.counterfactuals import read_pairs
+    from mazesearch.interp.forks import cell_tokens
+    from mazesearch.model.device import resolve_device, set_threads
+    from mazesearch.model.gpt import GPT, load_gpt
+    from mazesearch.viz.causal_charts import render_patching
+
+    t0 = time.perf_counter()
+    vocab = Vocab.from_json(args.vocab)
+    try:
+        pairs = read_pairs(args.pairs)
+    except (OSError, ValueError) as exc:
+        raise InputError(args.pairs, str(exc), "re-run `dvc repro counterfactuals`") from None
+    set_threads(spec.num_threads)
+    try:
+        device = resolve_device(spec.device, "patching.device")
+    except ValueError as exc:
+        raise StageError(str(exc)) from None
+    trained = load_gpt(args.model_dir, device=device, vocab=vocab, vocab_path=args.vocab)
+    with torch.no_grad():
+        bridges = {"trained": to_bridge(trained.eval()),
+                   "control": to_bridge(GPT(trained.cfg, seed=spec.control_seed).to(device).eval())}
+    ct = cell_tokens(vocab, pairs.clean.grid_n)
+
+    results, tried, control_gap = {}, {}, {}
+    for kind in ALIGNED:
+        rows = np.flatnonzero(pairs.kind == kind)
+        if not len(rows):
+            continue
+        sub = pairs.take(rows)
+        batch = patching.pair_batch(
+            [sub.clean_tokens.tokens(i) for i in range(len(sub))], [sub.corrupt_tokens.tokens(i) for i in range(len(sub))],
+            sub.clean_tokens.prompt_len, sub.decision_pos, sub.edited_pos, sub.clean_next, sub.corrupt_next, ct, vocab,
+            device=device)
+        metric = patching.logit_diff_fn(batch)
+        with torch.no_grad():
+            ld = {role: (metric(b(batch.clean)).double().cpu().numpy(), metric(b(batch.corrupt)).double().cpu().numpy())
+                  for role, b in bridges.items()}
+        right = np.flatnonzero((ld["trained"][0] > 0) & (ld["trained"][1] < 0))[: spec.n_pairs]
+        tried[kind] = len(rows)
+        control_gap[kind] = float(ld["control"][0].mean() - ld["control"][1].mean())
+        if not len(right):
+            continue
+        keep = torch.as_tensor(right, device=device)
+        chosen = patching.PairBatch(clean=batch.clean[keep], corrupt=batch.corrupt[keep],
+                                    decision_pos=batch.decision_pos[keep], clean_token=batch.clean_token[keep],
+                                    corrupt_token=batch.corrupt_token[keep],
+                                    masks={g: m[keep] for g, m in batch.masks.items()})
+        results[kind] = patching.patch_pairs(bridges["trained"], chosen)
+    if not results:
+        raise StageError(f"patching: the model gets no {' or '.join(ALIGNED)} pair right both ways "
+                         f"({args.pairs}); nothing to patch")
+    metrics, details, csv = patching.summarize(results, tried, control_gap)
+    n_layers = trained.cfg.n_layers
+    with atomic_dir(args.out_dir) as out:
+        write_json_atomic(out / "metrics.json", metrics)
+        write_json_atomic(out / "details.json", details)
+        write_text_atomic(out / "heads.csv", csv)
+        maps = {f"{kind}, {d}": r.recovered("resid", d) for kind, r in results.items() for d in patching.DIRECTIONS}
+        render_patching(maps, patching.resid_rows(n_layers), list(patching.GROUPS), out / "resid.png",
+                        title="activation patching of the residual stream: normalised logit difference at the "
+                              "decision (denoise: clean into corrupt run; noise: corrupt into clean run)",
+                        xlabel="position group", ylabel="residual stream")
+        maps = {f"{kind}, {d}": r.recovered("heads", d) for kind, r in results.items() for d in patching.DIRECTIONS}
+        render_patching(maps, [f"L{l}" for l in range(n_layers)], [f"H{h}" for h in range(trained.cfg.n_heads)],
+                        out / "heads.png", title="activation patching of each head's output at every position",
+                        xlabel="head", ylabel="layer")
+    print(f"patching: {', '.join(f'{k} {len(r.ld_clean)} pairs' for k, r in results.items())} in "
+          f"{time.perf_counter() - t0:.1f}s; " + "; ".join(f"{k}: {v}" for k, v in metrics.items()))
+
+
+if __name__ == "__main__":
+    stage_main(main)
