@@ -13,7 +13,8 @@
         heads.png      layer x head maps, per kind and direction
 
 Only pairs the model gets right both ways are patched (logit difference > 0 on the clean run,
-< 0 on the corrupt one): patching explains behaviour the model has. Definitions:
+< 0 on the corrupt one): patching explains behaviour the model has. A model that gets none of a
+kind right (an undertrained one) has all pairs of that kind patched, and details.json says so. Definitions:
 mazesearch.interp.patching and docs/interp.md.
 """
 
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
                    "control": to_bridge(GPT(trained.cfg, seed=spec.control_seed).to(device).eval())}
     ct = cell_tokens(vocab, pairs.clean.grid_n)
 
-    results, tried, control_gap = {}, {}, {}
+    results, tried, control_gap, selection = {}, {}, {}, {}
     for kind in ALIGNED:
         rows = np.flatnonzero(pairs.kind == kind)
         if not len(rows):
@@ -84,10 +85,11 @@ def main(argv: list[str] | None = None) -> None:
             ld = {role: (metric(b(batch.clean)).double().cpu().numpy(), metric(b(batch.corrupt)).double().cpu().numpy())
                   for role, b in bridges.items()}
         right = np.flatnonzero((ld["trained"][0] > 0) & (ld["trained"][1] < 0))[: spec.n_pairs]
+        selection[kind] = "right both ways"
+        if not len(right):  # an undertrained model: patch what there is, and say so
+            right, selection[kind] = np.arange(min(len(rows), spec.n_pairs)), "all (none right both ways)"
         tried[kind] = len(rows)
         control_gap[kind] = float(ld["control"][0].mean() - ld["control"][1].mean())
-        if not len(right):
-            continue
         keep = torch.as_tensor(right, device=device)
         chosen = patching.PairBatch(clean=batch.clean[keep], corrupt=batch.corrupt[keep],
                                     decision_pos=batch.decision_pos[keep], clean_token=batch.clean_token[keep],
@@ -95,9 +97,10 @@ def main(argv: list[str] | None = None) -> None:
                                     masks={g: m[keep] for g, m in batch.masks.items()})
         results[kind] = patching.patch_pairs(bridges["trained"], chosen)
     if not results:
-        raise StageError(f"patching: the model gets no {' or '.join(ALIGNED)} pair right both ways "
-                         f"({args.pairs}); nothing to patch")
+        raise InputError(args.pairs, f"it holds no {' or '.join(ALIGNED)} pair", "see counterfactuals.n_per_kind")
     metrics, details, csv = patching.summarize(results, tried, control_gap)
+    for kind, how in selection.items():
+        details["kinds"][kind]["pairs_patched"] = how
     n_layers = trained.cfg.n_layers
     with atomic_dir(args.out_dir) as out:
         write_json_atomic(out / "metrics.json", metrics)

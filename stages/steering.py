@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> None:
             for method in METHODS:
                 xs = np.array(spec.strengths, dtype=float)
                 series[method] = (xs, np.array([d["rates"][method][str(s)]["success"]["rate"] for s in spec.strengths]))
+            series["unsteered"] = (xs, np.full(len(xs), d["rates"]["unsteered"]["success"]["rate"]))
             series["probe: broken"] = (xs, np.array([d["rates"]["probe"][str(s)]["broken"]["rate"] for s in spec.strengths]))
             panels[f"{kind} (layer {d['layer']}, {d['n_pairs']} pairs)"] = series
         render_curves(panels, out / "success.png", title="steering: the rollout is exactly the edited maze's "

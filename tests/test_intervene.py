@@ -133,6 +133,12 @@ def _cases(B: int):
             x[i, s:] = x[i, s:] + add[i]
         return x
 
+    def rows_window(x, add):  # add only at starts // 3 <= p < starts
+        x = x.clone()
+        for i, s in enumerate(starts.tolist()):
+            x[i, s // 3 : s] = x[i, s // 3 : s] + add[i]
+        return x
+
     def tail_replaced(x, s):
         x = x.clone()
         x[:, s:] = fn(x[:, s:])
@@ -152,6 +158,8 @@ def _cases(B: int):
                            lambda x, hook: torch.cat([x[:, :40], x[:, 40:] + v[:, None, :]], 1))]),
         "from_pos_per_row": (Intervention(add={2: v}, from_pos=starts),
                              [("blocks.2.hook_resid_post", lambda x, hook: rows_from(x, v))]),
+        "window_per_row": (Intervention(add={1: v}, from_pos=starts // 3, to_pos=starts),
+                           [("blocks.1.hook_resid_post", lambda x, hook: rows_window(x, v))]),
         "replace_then_add_and_ablate": (Intervention(add={1: v}, replace={1: fn}, ablate=ablate, head_means=means),
                                         z_hooks + [("blocks.1.hook_resid_post",
                                                     lambda x, hook: fn(x) + v[:, None, :])]),

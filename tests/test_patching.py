@@ -114,6 +114,8 @@ def test_head_ranking_orders_by_damage_across_kinds():
     a = np.array([[1.0, 0.2], [0.9, 0.5]])  # damage 0, .8, .1, .5
     b = np.array([[1.0, 0.4], [0.7, 0.5]])  # damage 0, .6, .3, .5
     assert patching.head_ranking([a, b]) == [(0, 1), (1, 1), (1, 0), (0, 0)]
+    c = np.array([[np.nan, 0.5], [0.2, np.nan]])  # unscored heads last, in model order
+    assert patching.head_ranking([c]) == [(1, 0), (0, 1), (0, 0), (1, 1)]
 
 
 @pytest.fixture(scope="module")

@@ -258,7 +258,7 @@ def _downstream(repo, changed_stages):
         ("train.lr", 0.002, ("train",)),
         ("evaluate.baseline_seed", 1, ("evaluate@",)),
         ("activations.control_seed", 99, ("activations", "dynamics")),
-        ("probes.C", 0.5, ("probes", "dynamics", "reach")),
+        ("probes.C", 0.5, ("probes", "dynamics", "reach", "steering")),
         ("evaluate.n_pictures", 3, ("pictures",)),
     ],
 )
@@ -274,8 +274,8 @@ def test_changing_a_key_reruns_only_downstream(repo, key, value, readers):
     assert ran <= allowed, f"ran outside the downstream set: {ran - allowed}"
     if key.startswith("tokenizer."):
         assert not any(s.startswith(("generate", "vocab")) for s in ran)
-    if key.startswith("probes."):  # dynamics and reach fit probes with the same settings
-        assert ran == {"validate", "probes", "dynamics", "reach"}
+    if key.startswith("probes."):  # dynamics, reach and steering fit probes with the same settings
+        assert ran == {"validate", "probes", "dynamics", "reach", "steering"}
     if key == "evaluate.n_pictures":  # pictures are drawn apart: no rollout reruns
         assert ran == {"validate", "pictures"}, out
         assert len(list((repo / "reports" / "eval" / "pictures").glob("*.png"))) == len(_suites(repo))

@@ -8,7 +8,8 @@ places TransformerLens names (tests/test_intervene.py checks each against the br
   at a layer with both, ``replace`` runs first, then ``add``;
 * ``ablate``/``head_means``: chosen heads' ``blocks.{l}.attn.hook_z`` replaced by a fixed vector
   (mean ablation; :func:`head_means` computes the means), at every position;
-* ``from_pos``: add/replace only at positions >= from_pos (an int, or one per row).
+* ``from_pos``, ``to_pos``: add/replace only at positions ``from_pos <= p < to_pos`` (each an int,
+  or one per row; ``to_pos=None``: no end).
 
 Per-row tensors (``add[l]`` of shape ``[batch, d_model]``, ``from_pos`` of shape ``[batch]``) belong to
 rows of the caller's list; the batched helpers sort and chunk rows and hand each chunk its rows.
@@ -39,12 +40,14 @@ class Intervention:
     ablate: torch.Tensor | None = None  # bool [n_layers, n_heads]: True = z replaced by head_means
     head_means: torch.Tensor | None = None  # [n_layers, n_heads, d_head]
     from_pos: int | torch.Tensor = 0  # add/replace at positions >= from_pos; int or long [batch]
+    to_pos: int | torch.Tensor | None = None  # ... and < to_pos; int or long [batch]; None = no end
 
     def n_rows(self) -> int | None:
         """Rows the per-row tensors cover (None if there are none)."""
         sizes = {int(v.shape[0]) for v in self.add.values() if v.ndim == 2}
-        if isinstance(self.from_pos, torch.Tensor) and self.from_pos.ndim == 1:
-            sizes.add(int(self.from_pos.shape[0]))
+        for bound in (self.from_pos, self.to_pos):
+            if isinstance(bound, torch.Tensor) and bound.ndim == 1:
+                sizes.add(int(bound.shape[0]))
         if len(sizes) > 1:
             raise ValueError(f"per-row tensors of the intervention disagree on the number of rows: {sorted(sizes)}")
         return sizes.pop() if sizes else None
@@ -59,8 +62,10 @@ class Intervention:
             if v.ndim not in (1, 2) or v.shape[-1] != cfg.d_model:
                 raise ValueError(f"Intervention.add[{l}] must be [d_model] or [batch, d_model] with "
                                  f"d_model={cfg.d_model}, got {tuple(v.shape)}")
-        if isinstance(self.from_pos, torch.Tensor) and self.from_pos.ndim not in (0, 1):
-            raise ValueError(f"Intervention.from_pos must be an int or [batch], got {tuple(self.from_pos.shape)}")
+        for name in ("from_pos", "to_pos"):
+            bound = getattr(self, name)
+            if isinstance(bound, torch.Tensor) and bound.ndim not in (0, 1):
+                raise ValueError(f"Intervention.{name} must be an int or [batch], got {tuple(bound.shape)}")
         if self.ablate is not None:
             if tuple(self.ablate.shape) != (cfg.n_layers, cfg.n_heads) or self.ablate.dtype != torch.bool:
                 raise ValueError(f"Intervention.ablate must be bool [{cfg.n_layers}, {cfg.n_heads}], "
@@ -81,6 +86,13 @@ def _pick(t: torch.Tensor, rows: torch.Tensor | None, like: torch.Tensor) -> tor
     return t
 
 
+def _bound(value, rows: torch.Tensor | None, like: torch.Tensor):
+    """A position bound as something to compare ``[1, pos]`` columns with: ``[batch, 1]`` or an int."""
+    if isinstance(value, torch.Tensor) and value.ndim == 1:
+        return _pick(value, rows, like)[:, None]
+    return int(value)
+
+
 @contextlib.contextmanager
 def intervened(model: GPT, iv: Intervention, rows: torch.Tensor | np.ndarray | None = None):
     """Apply ``iv`` to every ``model.forward`` inside the block; hooks are removed on exit (also on
@@ -92,12 +104,10 @@ def intervened(model: GPT, iv: Intervention, rows: torch.Tensor | np.ndarray | N
     def post_hook(layer: int):
         def hook(module, args, resid):  # resid: [batch, pos, d_model]
             batch, pos, _ = resid.shape
-            start = iv.from_pos
-            if isinstance(start, torch.Tensor) and start.ndim == 1:
-                start = _pick(start, rows, resid)[:, None]  # [batch, 1]
-            elif isinstance(start, torch.Tensor):
-                start = int(start)
-            mask = (torch.arange(pos, device=resid.device)[None, :] >= start)  # [1 | batch, pos]
+            cols = torch.arange(pos, device=resid.device)[None, :]  # [1, pos]
+            mask = cols >= _bound(iv.from_pos, rows, resid)  # [1 | batch, pos]
+            if iv.to_pos is not None:
+                mask = mask & (cols < _bound(iv.to_pos, rows, resid))
             mask = mask.expand(batch, pos)[..., None]  # [batch, pos, 1]
             new = resid
             if layer in iv.replace:
@@ -236,17 +246,24 @@ def rollout_under(model: GPT, prompts: Sequence[np.ndarray], iv: Intervention, *
         return _decode(make, prompts, caps, end_id, batch_size, device)[0]
 
 
+NO_END = 2**40  # to_pos=None in the cached decoder: past any sequence
+
+
 class _IntervenedCached(_KVCache):
     """rollout's key/value-cached state under an intervention. Each forward call runs columns
     start..start+t-1, row r's column c holding position c - pad[r]: the call's ``from_pos`` is
-    moved to ``from_pos + pad - start`` (pads, at negative positions, are never edited)."""
+    moved to ``from_pos + pad - start``, and ``to_pos`` likewise (pads, at negative positions, are
+    never edited)."""
 
     def __init__(self, model: GPT, iv: Intervention, prompts, rows: np.ndarray, pad_id: int, width: int, device):
         self.iv = iv
         self.rows = torch.as_tensor(rows, dtype=torch.long)  # [state rows]: caller's prompt indices
-        fp = iv.from_pos
-        self.from_pos = (fp.to(torch.long).cpu()[self.rows] if isinstance(fp, torch.Tensor) and fp.ndim == 1
-                         else torch.full((len(rows),), int(fp), dtype=torch.long))  # [state rows]
+        def per_row(bound, default: int) -> torch.Tensor:  # [state rows]
+            if isinstance(bound, torch.Tensor) and bound.ndim == 1:
+                return bound.to(torch.long).cpu()[self.rows]
+            return torch.full((len(rows),), default if bound is None else int(bound), dtype=torch.long)
+
+        self.from_pos, self.to_pos = per_row(iv.from_pos, 0), per_row(iv.to_pos, NO_END)
         super().__init__(model, prompts, pad_id, width, device)
 
     def _forward(self, tokens: torch.Tensor, start: int, first_logit_col: int | None = None) -> torch.Tensor:
@@ -254,13 +271,15 @@ class _IntervenedCached(_KVCache):
         shifted = Intervention(
             add={l: (_pick(v, self.rows, tokens) if v.ndim == 2 else v) for l, v in iv.add.items()},
             replace=iv.replace, ablate=iv.ablate, head_means=iv.head_means,
-            from_pos=(self.from_pos.to(self.pad.device) + self.pad - start).clamp(min=0))
+            from_pos=(self.from_pos.to(self.pad.device) + self.pad - start).clamp(min=0),
+            to_pos=(self.to_pos.to(self.pad.device) + self.pad - start).clamp(min=0))
         with intervened(self.model, shifted):
             return super()._forward(tokens, start, first_logit_col)
 
     def keep(self, rows: torch.Tensor) -> None:
         super().keep(rows)
-        self.rows, self.from_pos = self.rows[rows.cpu()], self.from_pos[rows.cpu()]
+        keep = rows.cpu()
+        self.rows, self.from_pos, self.to_pos = self.rows[keep], self.from_pos[keep], self.to_pos[keep]
 
 
 def rollout_under_cached(model: GPT, prompts: Sequence[np.ndarray], iv: Intervention, *, max_new_tokens: int,

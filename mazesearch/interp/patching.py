@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -198,8 +199,11 @@ def patch_pairs(bridge, batch: PairBatch) -> PatchResult:
 
 def head_ranking(recovered_noise: list[np.ndarray]) -> list[tuple[int, int]]:
     """Heads most necessary first: mean over kinds of the damage ``1 - recovered`` when the head
-    alone is noised (corrupt -> clean). ``recovered_noise``: per kind [n_layers, n_heads]."""
-    damage = np.nanmean(np.stack([1.0 - r for r in recovered_noise]), axis=0)  # [n_layers, n_heads]
+    alone is noised (corrupt -> clean). ``recovered_noise``: per kind [n_layers, n_heads]. Heads
+    without a score in any kind (NaN) come last, in model order."""
+    with warnings.catch_warnings():  # an all-NaN head is expected (a kind the model does not solve)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        damage = np.nanmean(np.stack([1.0 - r for r in recovered_noise]), axis=0)  # [n_layers, n_heads]
     order = np.argsort(-damage, axis=None, kind="stable")
     return [tuple(int(x) for x in np.unravel_index(i, damage.shape)) for i in order]
 
