@@ -99,6 +99,7 @@ def test_empty_intervention_rollout_equals_both_decoders(model, prompts):
     got = rollout_under(model, prompts, Intervention(), max_new_tokens=12, **args)
     assert as_lists(got) == as_lists(greedy_rollout_cached(model, prompts, 12, **args))
     assert as_lists(got) == as_lists(greedy_rollout(model, prompts, 12, n_ctx=model.cfg.n_ctx, **args))
+    assert as_lists(rollout_under_cached(model, prompts, Intervention(), max_new_tokens=12, **args)) == as_lists(got)
     assert all(g.dtype == np.int32 for g in got)
     assert len({len(g) for g in got}) > 2  # rows stopped at different steps (compaction exercised)
     assert any(g[-1] == end_id for g in got) and any(g[-1] != end_id for g in got)  # stopped and capped
