@@ -6,6 +6,9 @@ models/snapshots/step_<step>/ holds train.n_snapshots evenly spaced weight snaps
 dynamics fits probes on each); they are written under checkpoints/train/ as training goes and
 moved into place with the final weights.
 
+Under ``torchrun --standalone --nproc-per-node N -m stages.train`` it trains with
+DistributedDataParallel (mazesearch/model/distributed.py); rank 0 writes every output.
+
 Resumes from checkpoints/train/ when a killed run left state with the same params, data and
 training code; otherwise trains from scratch. checkpoints/ is scratch space outside DVC's
 outputs: the resume state is deleted once the outputs are written, and the wall-clock timing
@@ -18,6 +21,7 @@ from pathlib import Path
 
 from mazesearch.data.tokens import Vocab, read_tokens
 from mazesearch.io import StageError, atomic_dir, stage_main, write_text_atomic
+from mazesearch.model import distributed
 from mazesearch.model.gpt import save_checkpoint
 from mazesearch.model.train import SNAPSHOTS, clear_training_state, train
 from mazesearch.params import load_params_or_exit, require_section
@@ -39,11 +43,15 @@ def main() -> None:
     model_spec, train_spec = require_section(params, "model", "train"), require_section(params, "train", "train")
     vocab = Vocab.from_json(args.vocab)
     train_tokens, val_tokens = read_tokens(args.train, vocab=vocab), read_tokens(args.val, vocab=vocab)
+    dist = distributed.from_env()  # under torchrun: join the process group (README "Training on several processes")
     try:
         result = train(model_spec, train_spec, train_tokens, val_tokens, vocab,
                        checkpoint_dir=args.checkpoint_dir, live_dir=args.reports_dir)
     except ValueError as exc:  # bad combination of params and data (n_ctx, batch_size, device)
         raise StageError(str(exc)) from None
+    if dist is not None and not dist.is_main:  # rank 0 writes everything
+        distributed.finish(dist)
+        return
 
     save_checkpoint(result.model.to("cpu"), args.model_dir)
     snapshots_dir = Path(args.model_dir) / "snapshots" if args.snapshots_dir is None else Path(args.snapshots_dir)
@@ -58,8 +66,9 @@ def main() -> None:
               "tokens_per_s": round(result.tokens_per_s), "padding_frac": round(result.padding_frac, 4),
               "device": str(result.device)}
     write_text_atomic(Path(args.checkpoint_dir) / "timing.json", json.dumps(timing, indent=2) + "\n")
+    distributed.finish(dist)
     print(
-        f"train: {m['steps']} steps on {result.device}, {m['tokens_seen']} tokens, {result.wall_s:.0f}s "
+        f"train: {m['steps']} steps on {result.device}{'' if dist is None else f' x {dist.world} processes'}, {m['tokens_seen']} tokens, {result.wall_s:.0f}s "
         f"({result.tokens_per_s:.0f} real tokens/s, {100 * result.padding_frac:.1f}% padding) "
         f"(resumed at step {result.resumed_from}); "
         f"val loss {m['val_loss']:.4f}, exact path {m['val_exact_path']:.3f}"

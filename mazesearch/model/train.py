@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mazesearch.io import InputError, atomic_path
+from mazesearch.model import distributed
 from mazesearch.model.batches import DataOrder, DeviceBatcher, make_lm_batch
 from mazesearch.model.runlog import RunLog
 from mazesearch.model.device import resolve_device, set_threads
@@ -248,21 +249,24 @@ def train(
     ts = train_spec
     t0 = time.perf_counter()
     set_threads(ts.num_threads)
-    device = resolve_device(ts.device, "train.device")
+    dist = distributed.from_env()  # None unless started by torchrun with several processes
+    device = distributed.device_for(dist, resolve_device(ts.device, "train.device"))
+    main = dist is None or dist.is_main  # only rank 0 logs, evaluates, snapshots and checkpoints
     for name, tokens in (("training", train_tokens), ("validation", val_tokens)):
         if len(tokens) == 0:
             raise ValueError(f"the {name} token set is empty")
     pad_id = vocab.token_to_id[PAD]
     cfg = model_config(model_spec, resolve_n_ctx(model_spec.n_ctx, train_tokens, val_tokens), len(vocab))
     order = DataOrder(len(train_tokens), ts.batch_size, ts.seed, train_tokens.lengths, ts.length_window)
+    distributed.check_batch(ts.batch_size, dist)
     model = GPT(cfg, seed=model_spec.seed).to(device)
     optimizer = make_optimizer(model, ts.lr, ts.weight_decay, ts.beta1, ts.beta2, fused_ok=device.type == "cuda")
     fingerprint = run_fingerprint(model_spec, ts, cfg, device, train_tokens, val_tokens, vocab)
 
-    log = RunLog(live_dir)
+    log = RunLog(live_dir if main else None)
     step, tokens_seen, window = 0, 0, [0.0, 0]  # window: summed loss and steps since last row
     state = load_training_state(checkpoint_dir, fingerprint)
-    snapshot_dir = None if checkpoint_dir is None else Path(checkpoint_dir) / SNAPSHOTS
+    snapshot_dir = None if checkpoint_dir is None or not main else Path(checkpoint_dir) / SNAPSHOTS
     if state is None and snapshot_dir is not None:
         shutil.rmtree(snapshot_dir, ignore_errors=True)  # a fresh run: no snapshot of another run
     snap_at = set(snapshot_steps(ts.max_steps, ts.n_snapshots)) if snapshot_dir is not None else set()
@@ -271,7 +275,8 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         log.load_state_dict(state["log"])
         step, tokens_seen, window = state["step"], state["tokens_seen"], list(state["window"])
-        print(f"train: resuming from step {step} ({checkpoint_dir})")
+        if main:
+            print(f"train: resuming from step {step} ({checkpoint_dir})")
     resumed_from, tokens_at_start = step, tokens_seen
     if step == 0 and 0 in snap_at:
         save_checkpoint(model, snapshot_dir / snapshot_name(0))
@@ -288,23 +293,29 @@ def train(
     batcher = DeviceBatcher(train_tokens, pad_id, ts.loss_on, device)
     loss_window = torch.tensor(window[0], dtype=torch.float64, device=device)  # window[0] on the device
     computed = real = 0  # input positions computed / real (not padding), for padding_frac
-    bar = _progress_bar(ts.max_steps, step, progress)
+    bar = _progress_bar(ts.max_steps, step, progress and main)
+    train_model = distributed.wrap(model, dist, device)  # DistributedDataParallel under torchrun
     model.train()
     t_loop = t_window = time.perf_counter()
     tok_window = 0
     while step < ts.max_steps:
         set_lr(optimizer, lr_at(step, ts.lr, ts.warmup_steps, ts.max_steps, ts.min_lr_frac))
-        batch = batcher.batch(order.rows(step))
+        rows = order.rows(step)  # the global batch; each process takes its slice
+        batch = batcher.batch(rows if dist is None else rows[dist.rank :: dist.world])
         with _autocast(device, ts.bf16):
-            logits = model(batch.inputs)  # [b, T-1, V]
-        loss = mean_masked_cross_entropy(logits, batch.targets, batch.loss_mask)
+            logits = train_model(batch.inputs)  # [b, T-1, V]
+        if dist is None:
+            loss = mean_masked_cross_entropy(logits, batch.targets, batch.loss_mask)
+        else:
+            loss = distributed.shard_loss(logits, batch.targets, batch.loss_mask, dist.world)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), ts.grad_clip)
         optimizer.step()
         step += 1
-        tokens_seen += batch.n_tokens
-        tok_window += batch.n_tokens
+        n_tokens = batch.n_tokens if dist is None else int(batcher.lengths[rows].sum())  # the global batch's
+        tokens_seen += n_tokens
+        tok_window += n_tokens
         computed += batch.inputs.numel()
         real += batch.n_tokens - batch.inputs.shape[0]  # inputs are each sequence but its last token
         loss_window += loss.detach().double()  # summed on the device: no host sync per step
@@ -312,20 +323,20 @@ def train(
 
         if step % TRAIN_LOG_EVERY == 0 or step == ts.max_steps:
             lr_used = optimizer.param_groups[0]["lr"]
-            window[0] = float(loss_window)  # the one sync per TRAIN_LOG_EVERY steps
+            window[0] = float(distributed.global_mean(loss_window, dist))  # the one sync per TRAIN_LOG_EVERY steps
             log.log("train", step, loss=window[0] / window[1], lr=lr_used, tokens_seen=tokens_seen)
             elapsed = time.perf_counter() - t_window
             if bar is not None:
                 bar.set_postfix(loss=f"{window[0] / window[1]:.4f}", tok_s=f"{tok_window / max(elapsed, 1e-9):.0f}")
             window, t_window, tok_window = [0.0, 0], time.perf_counter(), 0
             loss_window.zero_()
-        if step % ts.eval_every == 0 or step == ts.max_steps:
+        if main and (step % ts.eval_every == 0 or step == ts.max_steps):
             val = evaluate_teacher_forced(model, val_tokens, quick_val, pad_id, ts.batch_size, ts.loss_on, device, ts.bf16)
             log.log("val", step, loss=val["loss"], path_loss=val["path_loss"],
                     exact_path=val["exact_path"], path_token_acc=val["path_token_acc"])
         if step in snap_at:  # before the resume state, so a resumed run never misses one
             save_checkpoint(model, snapshot_dir / snapshot_name(step))
-        if checkpoint_dir is not None and (step % ts.checkpoint_every == 0 or step == ts.max_steps):
+        if checkpoint_dir is not None and main and (step % ts.checkpoint_every == 0 or step == ts.max_steps):
             checkpoint()
         if bar is not None:
             bar.update(1)
@@ -336,6 +347,8 @@ def train(
     loop_s = time.perf_counter() - t_loop
     throughput = (tokens_seen - tokens_at_start) / loop_s if step > resumed_from else 0.0
     padding = 1.0 - real / computed if computed else 0.0
+    if not main:  # the other processes only computed: rank 0 evaluates and writes
+        return TrainResult(model, cfg, log, {}, resumed_from, time.perf_counter() - t0, throughput, device, padding)
 
     final = evaluate_teacher_forced(
         model, val_tokens, np.arange(len(val_tokens)), pad_id, ts.batch_size, ts.loss_on, device, ts.bf16
