@@ -64,9 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     run = load_inputs("faithfulness", spec, params, model_dir=args.model_dir, tokens_dir=args.tokens_dir,
                       mazes_dir=args.mazes_dir, vocab_path=args.vocab)
-    from mazesearch.model.gpt import load_gpt
-
-    model = load_gpt(args.model_dir, device=run.trained.W_U.device, vocab=run.vocab, vocab_path=args.vocab).eval()
+    model = run.gpt
     L, H = model.cfg.n_layers, model.cfg.n_heads
     ranking = read_ranking(args.heads, L, H)
     control = faith.random_ranking(L, H, spec.control_seed)
@@ -76,7 +74,13 @@ def main(argv: list[str] | None = None) -> None:
     score = lambda generated: compute_metrics(run.mazes, walks_of(generated, vocab, n))["exact_path"]  # noqa: E731
     roll = dict(max_new_tokens=n * n + n + 1, end_id=vocab.token_to_id["<PATH_END>"], pad_id=vocab.pad_id,
                 batch_size=spec.batch_size)
-    run_keep = lambda keep: faith.exact_under_ablation(model, prompts, keep, means, score, **roll)  # noqa: E731
+    seen: dict[bytes, np.ndarray] = {}  # keep mask -> exact [B]: every order shares k = 0 and k = all
+
+    def run_keep(keep: np.ndarray) -> np.ndarray:
+        if keep.tobytes() not in seen:
+            seen[keep.tobytes()] = faith.exact_under_ablation(model, prompts, keep, means, score, **roll)
+        return seen[keep.tobytes()]
+
     # a reference order: heads by the exact-path rate lost when each alone is ablated
     alone = np.array([[run_keep(~np.eye(L * H, dtype=bool)[l * H + h].reshape(L, H)).mean() for h in range(H)]
                       for l in range(L)])  # [L, H]

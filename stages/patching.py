@@ -25,8 +25,9 @@ import time
 
 import numpy as np
 
-from mazesearch.io import InputError, StageError, atomic_dir, stage_main, write_json_atomic, write_text_atomic
+from mazesearch.io import InputError, atomic_dir, stage_main, write_json_atomic, write_text_atomic
 from mazesearch.params import load_params_or_exit, require_section
+from stages._run_args import stage_device
 
 ALIGNED = ("target_move", "wall_move")  # kinds whose prompts have the same length
 
@@ -49,21 +50,13 @@ def main(argv: list[str] | None = None) -> None:
     from mazesearch.interp.bridge import to_bridge
     from mazesearch.interp.counterfactuals import read_pairs
     from mazesearch.interp.forks import cell_tokens
-    from mazesearch.model.device import resolve_device, set_threads
     from mazesearch.model.gpt import GPT, load_gpt
     from mazesearch.viz.causal_charts import render_patching
 
     t0 = time.perf_counter()
     vocab = Vocab.from_json(args.vocab)
-    try:
-        pairs = read_pairs(args.pairs)
-    except (OSError, ValueError) as exc:
-        raise InputError(args.pairs, str(exc), "re-run `dvc repro counterfactuals`") from None
-    set_threads(spec.num_threads)
-    try:
-        device = resolve_device(spec.device, "patching.device")
-    except ValueError as exc:
-        raise StageError(str(exc)) from None
+    pairs = read_pairs(args.pairs)  # InputError naming the file
+    device = stage_device(spec, "patching")
     trained = load_gpt(args.model_dir, device=device, vocab=vocab, vocab_path=args.vocab)
     with torch.no_grad():
         bridges = {"trained": to_bridge(trained.eval()),

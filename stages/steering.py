@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mazesearch.io import InputError, StageError, atomic_dir, stage_main, write_json_atomic, write_text_atomic
+from mazesearch.io import InputError, atomic_dir, stage_main, write_json_atomic, write_text_atomic
 from mazesearch.params import load_params_or_exit, require_section
+from stages._run_args import stage_device
 
 KINDS = ("edge_add", "edge_remove", "wall_move", "target_move")
 METHODS = ("probe", "permuted", "random", "sae")
@@ -83,23 +84,15 @@ def main(argv: list[str] | None = None) -> None:
     from mazesearch.interp import steering
     from mazesearch.interp.activations import build_index
     from mazesearch.interp.counterfactuals import read_pairs
-    from mazesearch.model.device import resolve_device, set_threads
     from mazesearch.model.gpt import load_gpt
     from mazesearch.viz.causal_charts import render_curves
 
     t0 = time.perf_counter()
     vocab = Vocab.from_json(args.vocab)
-    try:
-        pairs = read_pairs(args.pairs)
-    except (OSError, ValueError) as exc:
-        raise InputError(args.pairs, str(exc), "re-run `dvc repro counterfactuals`") from None
+    pairs = read_pairs(args.pairs)  # InputError naming the file
     mazes = read_mazes(Path(args.mazes_dir) / f"{cf.dataset}.parquet")
     tokens = read_tokens(Path(args.tokens_dir) / f"{cf.dataset}.parquet", vocab=vocab)
-    set_threads(spec.num_threads)
-    try:
-        device = resolve_device(spec.device, "steering.device")
-    except ValueError as exc:
-        raise StageError(str(exc)) from None
+    device = stage_device(spec, "steering")
     model = load_gpt(args.model_dir, device=device, vocab=vocab, vocab_path=args.vocab).eval()
     n = mazes.grid_n
 

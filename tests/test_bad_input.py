@@ -316,7 +316,7 @@ CASES = {
         "not readable Parquet", ["out/pairs", "out/cf"]),
     "patching-truncated-pairs": Case(
         "patching", "patching " + CAUSAL + " --pairs {w}/pairs/pairs.parquet --out-dir {w}/out/patching",
-        "pairs/pairs.parquet", truncate, "re-run `dvc repro counterfactuals`", ["out/patching"]),
+        "pairs/pairs.parquet", truncate, "pairs file is not readable Parquet", ["out/patching"]),
     "steering-no-best-layer": Case(
         "steering", "steering " + CAUSAL + " --pairs {w}/pairs/pairs.parquet --mazes-dir {w}/mazes "
         "--tokens-dir {w}/tokens --probes {w}/probes.json --out-dir {w}/out/steering",

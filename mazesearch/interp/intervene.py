@@ -223,6 +223,27 @@ class _Intervened(_Recompute):
         self.rows = self.rows[rows.cpu()]
 
 
+def _rollout(state, model: GPT, prompts: Sequence[np.ndarray], iv: Intervention, max_new_tokens: int,
+             end_id: int, pad_id: int, batch_size: int) -> list[np.ndarray]:
+    """Greedy decoding through ``state`` (:class:`_Intervened` or :class:`_IntervenedCached`), in eval mode."""
+    prompts = list(prompts)
+    iv.check(model)
+    _check_rows(iv, len(prompts))
+    lengths = _check_prompts(prompts)
+    caps = _row_caps(lengths, max_new_tokens, model.cfg.n_ctx)
+    device = _device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        def make(rows, width):
+            return state(model, iv, [prompts[r] for r in rows], rows, pad_id, width, device)
+
+        with torch.inference_mode():  # _decode is inference-mode too; the state's prompt buffer is built here
+            return _decode(make, prompts, caps, end_id, batch_size, device)[0]
+    finally:
+        model.train(was_training)
+
+
 def rollout_under(model: GPT, prompts: Sequence[np.ndarray], iv: Intervention, *, max_new_tokens: int,
                   end_id: int, pad_id: int, batch_size: int = 256) -> list[np.ndarray]:
     """Greedy continuation of every prompt with ``iv`` active at every step.
@@ -232,18 +253,7 @@ def rollout_under(model: GPT, prompts: Sequence[np.ndarray], iv: Intervention, *
     tokens (``GPT.forward`` accepts at most n_ctx tokens, rotary models included). Row i of a per-row
     tensor belongs to ``prompts[i]``.
     """
-    prompts = list(prompts)
-    iv.check(model)
-    _check_rows(iv, len(prompts))
-    lengths = _check_prompts(prompts)
-    caps = _row_caps(lengths, max_new_tokens, model.cfg.n_ctx)
-    device = _device(model)
-
-    def make(rows, width):
-        return _Intervened(model, iv, [prompts[r] for r in rows], rows, pad_id, width, device)
-
-    with torch.inference_mode():  # _decode is inference-mode too; the state's prompt buffer is built here
-        return _decode(make, prompts, caps, end_id, batch_size, device)[0]
+    return _rollout(_Intervened, model, prompts, iv, max_new_tokens, end_id, pad_id, batch_size)
 
 
 NO_END = 2**40  # to_pos=None in the cached decoder: past any sequence
@@ -285,22 +295,7 @@ class _IntervenedCached(_KVCache):
 def rollout_under_cached(model: GPT, prompts: Sequence[np.ndarray], iv: Intervention, *, max_new_tokens: int,
                          end_id: int, pad_id: int, batch_size: int = 256) -> list[np.ndarray]:
     """:func:`rollout_under` on the key/value-cached decoder: the same tokens, many times faster."""
-    prompts = list(prompts)
-    iv.check(model)
-    _check_rows(iv, len(prompts))
-    lengths = _check_prompts(prompts)
-    caps = _row_caps(lengths, max_new_tokens, model.cfg.n_ctx)
-    device = _device(model)
-    was_training = model.training
-    model.eval()
-    try:
-        def make(rows, width):
-            return _IntervenedCached(model, iv, [prompts[r] for r in rows], rows, pad_id, width, device)
-
-        with torch.inference_mode():
-            return _decode(make, prompts, caps, end_id, batch_size, device)[0]
-    finally:
-        model.train(was_training)
+    return _rollout(_IntervenedCached, model, prompts, iv, max_new_tokens, end_id, pad_id, batch_size)
 
 
 @torch.inference_mode()

@@ -25,6 +25,7 @@ class RunInputs:
     cell_token: np.ndarray  # int64 [n_cells]
     trained: object  # TransformerBridge of the trained model
     control: object  # TransformerBridge of GPT(same config, seed=control_seed)
+    gpt: object  # the trained model as a hook-free GPT (what ``trained`` bridges), for fast rollouts
     n_layers: int
 
 
@@ -76,4 +77,4 @@ def load_inputs(section: str, spec, params, *, model_dir: str, tokens_dir: str, 
     with torch.no_grad():
         bridges = [to_bridge(m.eval()) for m in (trained, control)]
     return RunInputs(vocab=vocab, mazes=mazes, tokens=tokens, moves=moves, cell_token=cell_token,
-                     trained=bridges[0], control=bridges[1], n_layers=trained.cfg.n_layers)
+                     trained=bridges[0], control=bridges[1], gpt=trained.eval(), n_layers=trained.cfg.n_layers)
