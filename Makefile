@@ -20,7 +20,15 @@ install: $(VENV)/.installed
 demo: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
-test: install
+# The report's browser test drives Debian's Chromium (tests/test_report_browser.py); Playwright
+# itself comes from PyPI with the test extras and downloads no browser.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	@chromium --version 2>/dev/null
+
+test: install browser
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile  # a file's tests share one worker: test_pipeline's repo fixture is per worker
 
 # Re-pin constraints.txt from a fresh venv built from pyproject.toml alone.
@@ -34,4 +42,4 @@ lock:
 bench: install
 	$(BIN)/python -m mazesearch.bench all
 
-.PHONY: install demo test bench lock
+.PHONY: install browser demo test bench lock

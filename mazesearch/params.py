@@ -291,6 +291,20 @@ class FaithfulnessSpec(ModelRunSpec):
     """Stage faithfulness: mean-ablate every head but the top k by patching (docs/interp.md)."""
 
 
+class ReportSpec(ModelRunSpec):
+    """Stage report: reports/index.html from every stage's outputs, with a maze explorer (docs/report.md).
+    ``dataset`` / ``n_mazes``: the teacher-forced mazes the explorer's future-path probes are fitted on."""
+
+    dataset: str = "val"
+    n_mazes: int = Field(default=400, ge=8)
+    suites: list[str] = Field(default_factory=lambda: ["test"], min_length=1)  # evaluate suites in the explorer
+    mazes_per_suite: int = Field(default=4, ge=1, le=64)  # failures first (up to half), then successes
+    probe_C: float = Field(default=1.0, gt=0.0)  # inverse L2 strength of the explorer's probes
+    probe_max_iter: int = Field(default=200, gt=0)
+    probe_test_frac: float = Field(default=0.25, gt=0.0, lt=1.0)  # mazes held out to score them
+    seed: int = Field(default=0, ge=0)  # the held-out split
+
+
 class ReachSpec(_Strict):
     """Stage reach: per layer, the largest k at which "cell within maze distance k of the target /
     current cell" is linearly decodable above both controls (docs/interp.md). The split, C and
@@ -320,6 +334,7 @@ class Params(_Strict):
     patching: PatchingSpec | None = None
     steering: SteeringSpec | None = None
     faithfulness: FaithfulnessSpec | None = None
+    report: ReportSpec | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Params":
@@ -340,10 +355,15 @@ class Params(_Strict):
                     raise ValueError(f"evaluate.suites.{suite}.dataset={s.dataset!r} is not in datasets")
         if self.activations is not None and self.activations.dataset not in self.datasets:
             raise ValueError(f"activations.dataset={self.activations.dataset!r} is not in datasets")
-        for section in ("heads", "geometry", "logit_lens", "dla", "counterfactuals", "faithfulness"):
+        for section in ("heads", "geometry", "logit_lens", "dla", "counterfactuals", "faithfulness", "report"):
             spec = getattr(self, section)
             if spec is not None and spec.dataset not in self.datasets:
                 raise ValueError(f"{section}.dataset={spec.dataset!r} is not in datasets")
+        if self.report is not None:
+            suites = self.evaluate.suites if self.evaluate is not None else {}
+            for suite in self.report.suites:
+                if suite not in suites:
+                    raise ValueError(f"report.suites: {suite!r} is not in evaluate.suites")
         return self
 
 

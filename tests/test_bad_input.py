@@ -56,6 +56,7 @@ def valid(tmp_path_factory) -> Path:
         params[section].update(dataset="test", n_mazes=8, batch_size=8)
     params["counterfactuals"].update(dataset="test", n_per_kind=4)
     params["patching"]["n_pairs"] = 4
+    params["report"].update(dataset="val", n_mazes=8, suites=["test"], mazes_per_suite=2, batch_size=8)
     params["steering"].update(n_pairs=4, sae_steps=20, sae_features=16, sae_k=4)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
@@ -324,6 +325,9 @@ CASES = {
     "faithfulness-heads-table-without-scores": Case(
         "faithfulness", interp_stage("faithfulness") + " --heads {w}/heads.csv", "heads.csv",
         write_text("kind,layer,head\n"), "no head scores in it", ["out/faithfulness"]),
+    "report-truncated-predictions": Case(
+        "report", interp_stage("report") + " --predictions-dir {w}/predictions --reports {w}/reports",
+        "predictions/test.parquet", truncate, "cannot read the predictions", ["out/report"]),
     "reach-truncated-control-index": Case(
         "reach", "reach --params {w}/params.yaml --mazes-dir {w}/mazes --activations-dir {w}/acts --out-dir {w}/out/reach",
         "acts/random/index.parquet", truncate, "not readable Parquet", ["out/reach"]),

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mazesearch.params import (
-    ActivationsSpec, CounterfactualsSpec, DlaSpec, FaithfulnessSpec, PatchingSpec, SteeringSpec, ReachSpec, DynamicsSpec, EvaluateSpec, GeometrySpec, HeadsSpec, LogitLensSpec, ModelSpec, ParamsError, ProbesSpec, TokenizerSpec, TrainSpec,
+    ActivationsSpec, CounterfactualsSpec, DlaSpec, FaithfulnessSpec, ReportSpec, PatchingSpec, SteeringSpec, ReachSpec, DynamicsSpec, EvaluateSpec, GeometrySpec, HeadsSpec, LogitLensSpec, ModelSpec, ParamsError, ProbesSpec, TokenizerSpec, TrainSpec,
     _main, fill_defaults, load_params, missing_keys, parse_params, schema_defaults,
 )
 
@@ -271,7 +271,8 @@ def _reads(raw):
              + under(f"datasets.{raw['counterfactuals']['dataset']}."),
              "patching": _fields(PatchingSpec, "patching"),
              "steering": _fields(SteeringSpec, "steering") + ["counterfactuals.dataset", "probes.C", "probes.max_iter"],
-             "faithfulness": _fields(FaithfulnessSpec, "faithfulness")}
+             "faithfulness": _fields(FaithfulnessSpec, "faithfulness"),
+             "report": _fields(ReportSpec, "report") + ["evaluate.suites"] + tok_text}
     for name in raw["datasets"]:
         reads[f"generate@{name}"] = under(f"datasets.{name}.") + ["datasets.train"]
         reads[f"tokenize@{name}"] = tok_text

@@ -197,6 +197,22 @@ def test_forced_rerun_gives_identical_bytes(repo):
     assert ran == set(), out
 
 
+def test_the_report_page_shows_every_stage_and_works_offline(repo):
+    """reports/index.html after the tiny run: every section present, the explorer's suites, and
+    the page in headless Chromium (tests/browser.py: offline, no errors, images decode, clicks redraw)."""
+    import json
+
+    from browser import ARTIFACTS, check_page
+
+    page = (repo / "reports" / "index.html").read_text()
+    assert "Not built yet" not in page and "could not read" not in page
+    doc = json.loads(re.search(r'<script id="explorer-data" type="application/json">(.*?)</script>', page, re.S)[1])
+    spec = yaml.safe_load((repo / "params.yaml").read_text())["report"]
+    assert [s["name"] for s in doc["suites"]] == spec["suites"]
+    assert all(len(s["mazes"]) == spec["mazes_per_suite"] for s in doc["suites"])
+    check_page(repo / "reports" / "index.html", ARTIFACTS / "report_e2e.png")
+
+
 def test_deleting_checkpoints_retrains_nothing(repo):
     assert (repo / "checkpoints" / "train" / "timing.json").exists()  # wall time lives here
     assert not (repo / "checkpoints" / "train" / "state.pt").exists()  # resume state: killed runs only
@@ -275,9 +291,9 @@ def test_changing_a_key_reruns_only_downstream(repo, key, value, readers):
     if key.startswith("tokenizer."):
         assert not any(s.startswith(("generate", "vocab")) for s in ran)
     if key.startswith("probes."):  # dynamics, reach and steering fit probes with the same settings
-        assert ran == {"validate", "probes", "dynamics", "reach", "steering"}
+        assert ran == {"validate", "probes", "dynamics", "reach", "steering", "report"}
     if key == "evaluate.n_pictures":  # pictures are drawn apart: no rollout reruns
-        assert ran == {"validate", "pictures"}, out
+        assert ran == {"validate", "pictures", "report"}, out
         assert len(list((repo / "reports" / "eval" / "pictures").glob("*.png"))) == len(_suites(repo))
     _commit(repo, f"change {key}")
     ran, out = _repro(repo)

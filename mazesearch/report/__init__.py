@@ -1,0 +1,1 @@
+"""The offline HTML report: sections from every stage's outputs and a maze explorer."""

@@ -1,0 +1,234 @@
+"""The report's two interpretability sections (mazesearch.report.sections): "interp" (stages heads,
+geometry, logit_lens, dla, reach, dynamics) and "causal" (counterfactuals, patching, steering,
+faithfulness). Each stage is one sub-block: its headline numbers (``reports/<stage>/metrics.json``,
+plus a CSV or details.json where the headline lacks a control or an interval) beside their
+controls, then its picture(s). docs/interp.md defines every number."""
+
+from __future__ import annotations
+
+import re
+
+from mazesearch.report.sections_html import Ctx, Num, as_dict, caption, heading, interval, metric, num, rate, table
+
+
+def _optional(ctx: Ctx, rel: str) -> dict:
+    """A file read only for extra columns (details, a headline count): {} when absent, and those
+    cells then show –; unreadable, it fails its block like any other file."""
+    return ctx.read_json(rel) if (ctx.reports / rel).is_file() else {}
+
+
+def _floats(row: dict, *keys: str) -> list:
+    """The ``keys`` of a CSV row as floats (None where blank); KeyError when a column is absent."""
+    return [float(row[k]) if row[k].strip() else None for k in keys]
+
+
+# ------------------------------------------------------------------------------------ interp
+
+def _heads(ctx: Ctx) -> str:
+    header, rows = ctx.read_rows("heads/scores.csv")
+    best: dict[str, dict] = {}
+    ctrl_best: dict[str, float] = {}
+    for r in (dict(zip(header, r)) for r in rows):
+        hyp = r["hypothesis"]
+        score, control = _floats(r, "score", "control_score")
+        if score is not None and (hyp not in best or score > float(best[hyp]["score"])):
+            best[hyp] = r
+        if control is not None:
+            ctrl_best[hyp] = max(ctrl_best.get(hyp, control), control)
+    out = []
+    for hyp, r in best.items():
+        score, lo, hi, chance, ratio, control = _floats(r, "score", "ci_low", "ci_high", "chance", "ratio", "control_score")
+        out.append([hyp, f"L{r['layer']}H{r['head']}", Num(interval(score, lo, hi)), Num(rate(chance)), Num(num(ratio, 2)),
+                    Num(rate(control)), Num(rate(ctrl_best.get(hyp)))])
+    n = _optional(ctx, "heads/metrics.json").get("n_mazes")
+    return _heads_table(out, n) + ctx.gallery([ctx.figure(f"heads/{h}.png", "heads", f"top head for {h}: attention "
+                                                         "on one maze, trained beside random-init")
+                                              for h in best if re.fullmatch(r"[A-Za-z0-9_-]+", h)])
+
+
+def _heads_table(rows: list, n_mazes) -> str:
+    return table(f"Top head per hypothesis ({num(n_mazes)} mazes; reports/heads/scores.csv): mean attention on the "
+                 "hypothesis' keys with its 95% bootstrap interval", ["hypothesis", "top head", Num("score"),
+                 Num("chance"), Num("× chance"), Num("control, same head"), Num("control, best head")], rows) + caption(
+        "Chance: a uniform causal head on the same queries. Compare the top head (a best of all heads) with "
+        "the random-init model's best head. reports/heads/top_heads.md lists three heads per hypothesis.")
+
+
+def _geometry(ctx: Ctx) -> str:
+    m = ctx.read_json("geometry/metrics.json")
+    sp = as_dict(m["spearman"], "spearman")
+    rows = [["Spearman ρ, embedding vs lattice distance (p)", Num(f"{num(sp.get('trained'))} ({num(sp.get('p_value'))})"),
+             Num(f"{num(sp.get('control'))} ({num(sp.get('control_p_value'))})"), Num("0")]]
+    for circuit, label in (("qk", "QK"), ("ov_embed", "OV → embedding"), ("ov_unembed", "OV → logits")):
+        c = as_dict(m[circuit], circuit)
+        rows.append([f"{label}: neighbour top-1, top lattice heads", Num(rate(c.get("top_heads"))),
+                     Num(rate(c.get("top_heads_control"))), Num(rate(c.get("chance")))])
+        rows.append([f"{label}: neighbour top-1, best head", Num(rate(c.get("best"))), Num(rate(c.get("best_control"))),
+                     Num(rate(c.get("chance")))])
+    return table(f"Cell-embedding geometry ({num(m.get('n_cells'))} cells; reports/geometry/metrics.json)",
+                 ["measure", Num("trained"), Num("random-init"), Num("chance")], rows) + ctx.gallery([
+        ctx.figure("geometry/embedding_pca.png", "geometry", "cell embeddings on two principal components"),
+        ctx.figure("geometry/residual_pca.png", "geometry", "last-layer residual stream at path positions")])
+
+
+def _lens(ctx: Ctx) -> str:
+    m = ctx.read_json("logit_lens/metrics.json")
+    rows = [["accuracy at forks, last layer", Num(rate(m.get("acc_forks"))), Num(rate(m.get("control_acc_forks"))),
+             Num(rate(m.get("chance_forks")))],
+            ["accuracy at corridors, last layer", Num(rate(m.get("acc_corridors"))), Num("–"), Num("1.000")],
+            ["mean decision layer at forks / corridors",
+             Num(f"{num(m.get('decision_layer_forks'))} / {num(m.get('decision_layer_corridors'))}"), Num("–"), Num("–")],
+            ["dead-end share of the mass at forks, last layer", Num(rate(m.get("dead_end_share_final"))),
+             Num(rate(m.get("control_dead_end_share_final"))), Num("–")]]
+    out = [table("Logit lens headline (reports/logit_lens/metrics.json)",
+                 ["measure", Num("trained"), Num("random-init"), Num("chance")], rows)]
+    if ctx.exists("logit_lens/lens.csv", "logit_lens"):
+        header, csv_rows = ctx.read_rows("logit_lens/lens.csv")
+        cols = ("forks", "corridors", "control_forks", "control_corridors", "chance_forks")
+        out.append(table("Next-cell accuracy per layer, each layer decoded as if it were the last "
+                         "(reports/logit_lens/lens.csv)", ["layer"] + [Num(c.replace("_", " ")) for c in cols],
+                         [[d["layer"]] + [Num(rate(v)) for v in _floats(d, *cols)]
+                          for d in (dict(zip(header, r)) for r in csv_rows)]))
+    return "\n".join(out) + ctx.gallery([ctx.figure("logit_lens/lens.png", "logit_lens", "logit lens per layer")])
+
+
+def _dla(ctx: Ctx) -> str:
+    m = ctx.read_json("dla/metrics.json")
+    frac = (_optional(ctx, "dla/details.json").get("trained") or {}).get("total", {}).get("frac_prefers_correct")
+    lines = [metric("mean logit difference correct − best wrong neighbour at forks",
+                    f"{num(m.get('total_logit_diff'))} (random-init {num(m.get('control_total_logit_diff'))})"
+                    + (f"; the answer wins at {rate(frac)} of forks" if frac is not None else ""))]
+    for k in (1, 2, 3):
+        if m.get(f"top{k}_component") is not None:
+            lines.append(metric(f"top {k} component", f"{m[f'top{k}_component']}: {num(m.get(f'top{k}_mean'))}"))
+    lines.append(caption(f"The top component writes {rate(m.get('top1_frac_of_total'))} of the total "
+                         "(reports/dla/metrics.json; all components in reports/dla/components.csv)."))
+    return "\n".join(lines) + ctx.gallery([ctx.figure("dla/top_components.png", "dla", "largest components, trained "
+                                                      "beside random-init")])
+
+
+def _reach(ctx: Ctx) -> str:
+    m = ctx.read_json("reach/metrics.json")
+    anchors = list(m)
+    layers = list(dict.fromkeys(layer for a in anchors for layer in as_dict(m[a], a)))
+    th = _optional(ctx, "reach/details.json").get("thresholds") or {}
+    rule = (f" (largest k with balanced accuracy ≥ {num(th.get('min_balanced_accuracy'))} and ≥ "
+            f"{num(th.get('min_selectivity'))} above the stronger control)" if th else "")
+    return table(f"Reach per layer: maze moves around each anchor decodable above control{rule}; "
+                 "reports/reach/metrics.json", ["layer"] + [Num(a) for a in anchors],
+                 [[layer] + [Num(num(m[a].get(layer))) for a in anchors] for layer in layers]) + ctx.gallery(
+        [ctx.figure("reach/reach.png", "reach", "balanced accuracy per layer and k, trained beside both controls")])
+
+
+def _dynamics(ctx: Ctx) -> str:
+    m = ctx.read_json("dynamics/metrics.json")
+    names = [k.removeprefix("jump_step_") for k in m if k.startswith("jump_step_")]
+    rows = [[n, Num("none" if m.get(f"jump_step_{n}") is None else num(m[f"jump_step_{n}"])),
+             Num("–" if n == "exact_path" else num(m.get(f"lead_steps_{n}")))] for n in names]
+    out = [table("Jump step of each curve (half its rise; none when it rises < 0.05) and the probe's lead over the "
+                 "exact-path rate (positive: the representation comes first); reports/dynamics/metrics.json",
+                 ["curve", Num("jump step"), Num("lead, steps")], rows)]
+    if ctx.exists("dynamics/curve.csv", "dynamics"):
+        header, csv_rows = ctx.read_rows("dynamics/curve.csv")
+        out.append(table("Per snapshot: exact-path rate and probe scores (reports/dynamics/curve.csv)",
+                         [Num(h) for h in header], [[Num(num(r[0]))] + [Num(rate(v)) for v in r[1:]] for r in csv_rows]))
+    return "\n".join(out) + ctx.gallery([ctx.figure("dynamics/dynamics.png", "dynamics", "training dynamics")])
+
+
+def interp_parts(ctx: Ctx) -> list[str]:
+    parts = [("heads", "Attention heads", ["heads/scores.csv"], _heads),
+             ("geometry", "Embedding geometry and OV/QK circuits", ["geometry/metrics.json"], _geometry),
+             ("logit_lens", "Logit lens", ["logit_lens/metrics.json"], _lens),
+             ("dla", "Direct logit attribution at forks", ["dla/metrics.json"], _dla),
+             ("reach", "Reach per layer", ["reach/metrics.json"], _reach),
+             ("dynamics", "Training dynamics", ["dynamics/metrics.json"], _dynamics)]
+    return [heading(f"interp-{stage}", title) + "\n" + ctx.block(rels, stage, lambda f=f: f(ctx))
+            for stage, title, rels, f in parts]
+
+
+# ------------------------------------------------------------------------------------ causal
+
+def _counterfactuals(ctx: Ctx) -> str:
+    m = ctx.read_json("counterfactuals/metrics.json")
+    det = _optional(ctx, "counterfactuals/details.json")
+    rows = []
+    for kind, n in m.items():
+        d = det.get(kind) or {}
+        rows.append([kind, Num(num(n)), Num(num(d.get("n_tried"))), Num(num(d.get("mean_decision_step"))),
+                     Num(f"{num(d.get('mean_path_len_clean'))} / {num(d.get('mean_path_len_corrupt'))}")])
+    return table("Minimally edited twin mazes per kind (reports/counterfactuals/metrics.json, details.json)",
+                 ["kind", Num("pairs"), Num("source mazes tried"), Num("mean decision step"),
+                  Num("path length clean / edited")], rows)
+
+
+def _patching(ctx: Ctx) -> str:
+    m = ctx.read_json("patching/metrics.json")
+    rows = []
+    for kind, d in m.items():
+        d = as_dict(d, kind)
+        rows.append([kind, Num(num(d.get("n_pairs"))), Num(f"{num(d.get('ld_clean'))} / {num(d.get('ld_corrupt'))}"),
+                     Num(num(d.get("control_gap"))), d.get("edit_carries_until") or "–", d.get("decision_from") or "–",
+                     f"{d.get('top_head')} ({rate(d.get('top_head_noise_damage'))})"])
+    return table("Activation patching on pairs the model gets right both ways (reports/patching/metrics.json)",
+                 ["kind", Num("pairs"), Num("logit diff clean / corrupt"), Num("random-init gap"),
+                  "edited tokens carry it until", "decision position from", "most necessary head (noising damage)"],
+                 rows) + caption(
+        "Restoring ≥ 0.5 of the normalised logit difference counts as carrying the decision; the random-init "
+        "control's logit-difference gap shows what an untrained model separates.") + ctx.gallery([
+        ctx.figure("patching/resid.png", "patching", "residual-stream patching per layer and position group"),
+        ctx.figure("patching/heads.png", "patching", "per-head patching")])
+
+
+def _steering(ctx: Ctx) -> str:
+    m = ctx.read_json("steering/metrics.json")
+    kinds = as_dict(_optional(ctx, "steering/details.json").get("kinds") or {}, "kinds")
+    rows = []
+    for kind, d in m.items():
+        if kind == "sae":
+            continue
+        d = as_dict(d, kind)
+        probe = rate(d.get("probe_success"))
+        at = ((kinds.get(kind) or {}).get("rates") or {}).get("probe") or {}
+        s = at.get(str(d.get("best_strength"))) or at.get(num(d.get("best_strength"))) or {}
+        if s.get("success"):
+            probe = interval(s["success"].get("rate"), s["success"].get("lo"), s["success"].get("hi"))
+        rows.append([kind, Num(num(d.get("n_pairs"))), Num(num(d.get("best_strength"))), Num(probe)]
+                    + [Num(rate(d.get(f"{w}_success"))) for w in ("random", "permuted", "sae", "unsteered")]
+                    + [Num(f"{rate(d.get('probe_broken'))} / {rate(d.get('unsteered_broken'))}")])
+    out = [table("Steering success: the rollout is exactly the edited maze's shortest path; probe direction at its "
+                 "best strength beside the controls at the same norm (reports/steering/metrics.json)",
+                 ["kind", Num("pairs"), Num("strength"), Num("probe [95%]"), Num("random"), Num("permuted-label probe"),
+                  Num("SAE feature"), Num("unsteered"), Num("broken: probe / unsteered")], rows)]
+    sae = m.get("sae")
+    if isinstance(sae, dict):
+        out.append(metric("SAE", f"FVU {num(sae.get('fvu'))}, L0 {num(sae.get('l0'))}, dead {rate(sae.get('dead_frac'))}, "
+                                 f"matched-feature AUROC edges {rate(sae.get('edge_auroc'))} / targets "
+                                 f"{rate(sae.get('target_auroc'))}, exact path spliced {rate(sae.get('spliced_exact'))} "
+                                 f"vs model {rate(sae.get('model_exact'))}"))
+    return "\n".join(out) + ctx.gallery([ctx.figure("steering/success.png", "steering", "success vs strength")])
+
+
+def _faithfulness(ctx: Ctx) -> str:
+    m = ctx.read_json("faithfulness/metrics.json")
+    n = m.get("n_heads")
+    level = m.get("level")
+    rows = [[label, Num(f"{num(m.get(key))} of {num(n)}")] for key, label in (
+        ("k_ranked", "patching order"), ("k_random", "random order (control)"),
+        ("k_ablation", "single-ablation order (reference)"))]
+    return "\n".join([
+        metric("exact-path rate, full model / every head mean-ablated",
+               f"{rate(m.get('full_exact'))} / {rate(m.get('all_ablated_exact'))}"),
+        table(f"Fewest heads kept (the rest mean-ablated) that keep ≥ {num(level)} of the full exact-path rate "
+              "(reports/faithfulness/metrics.json)", ["head order", Num("heads kept")], rows),
+        caption("Most mazes that the full model fails and an ablated model solves, over every k: "
+                f"{num(m.get('max_helped'))}."),
+        ctx.gallery([ctx.figure("faithfulness/curve.png", "faithfulness", "exact path vs heads kept")])])
+
+
+def causal_parts(ctx: Ctx) -> list[str]:
+    parts = [("counterfactuals", "Counterfactual pairs", _counterfactuals),
+             ("patching", "Activation patching", _patching),
+             ("steering", "Steering", _steering),
+             ("faithfulness", "Faithfulness: how few heads", _faithfulness)]
+    return [heading(f"causal-{stage}", title) + "\n" + ctx.block([f"{stage}/metrics.json"], stage, lambda f=f: f(ctx))
+            for stage, title, f in parts]
