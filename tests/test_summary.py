@@ -25,9 +25,9 @@ def test_size_rows_sorted_by_size_then_placement_with_gain():
     assert [e["suite"] for e in entries] == ["s5", "s5p", "s6", "s7"]
     csv = size_csv(entries).splitlines()
     assert csv[0] == "size,suite,placement,series,exact,lo,hi"  # long format: one row per curve point
-    assert csv[1:3] == ["5,s5,origin,model, origin,0.6,0.55,0.65", "5,s5,origin,baseline, origin,0.3,0.25,0.35"]
-    assert csv[3] == "5,s5p,random,model, placed,0.5,0.45,0.55"
-    assert [r for r in csv if ",s6," in r] == ["6,s6,origin,baseline, origin,0.25,0.2,0.3"]  # not fed: no model row
+    assert csv[1:3] == ["5,s5,origin,model (origin),0.6,0.55,0.65", "5,s5,origin,baseline (origin),0.3,0.25,0.35"]
+    assert csv[3] == "5,s5p,random,model (placed),0.5,0.45,0.55"
+    assert [r for r in csv if ",s6," in r] == ["6,s6,origin,baseline (origin),0.25,0.2,0.3"]  # not fed: no model row
     md = markdown(rows, entries)
     assert "| s5 | wilson | 7 | 500 | yes | 0 | 0.600 [0.550, 0.650] | 0.300 [0.250, 0.350] | +0.300 |" in md
     assert "| 7 | s7 | fills grid | 0.100 [0.050, 0.150] | 0.200 [0.150, 0.250] | -0.100 |" in md

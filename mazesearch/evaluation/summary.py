@@ -124,14 +124,15 @@ def size_rows(rows: dict[str, dict], size_suites: list[str], maze_size: dict[str
 def size_csv(entries: list[dict]) -> str:
     """``size_plot.csv`` for ``dvc plots`` (template plots/interval_lines.json): exact-path rate
     against maze size, one row per suite and series (model, baseline) with its 95% interval; the
-    series name carries the placement (``model, placed``) so each curve is one line."""
+    series name carries the placement (``model (placed)``) so each curve is one line. No comma in
+    a field: rows are joined without quoting, and a comma shifted the columns for every reader."""
     lines = [",".join(SIZE_COLUMNS)]
     for e in entries:
         where = "placed" if e["placement"] == "random" else "origin"
         for who in ("model", "baseline"):
             if e[f"{who}_exact"] is None:
                 continue
-            lines.append(",".join([str(e["size"]), e["suite"], e["placement"], f"{who}, {where}"]
+            lines.append(",".join([str(e["size"]), e["suite"], e["placement"], f"{who} ({where})"]
                                   + [_num(e[f"{who}_{k}"]) for k in ("exact", "lo", "hi")]))
     return "\n".join(lines) + "\n"
 

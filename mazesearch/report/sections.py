@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 from mazesearch.report.sections_html import (
@@ -222,10 +223,10 @@ def _size(ctx: Ctx) -> list[str]:
         for r in rows:
             if len(r) < len(header):
                 raise ValueError(f"short row {r}")
-            # the series name holds a comma ("model, placed"); a writer that does not quote it
-            # spills it over two fields, so take the fixed columns from both ends
+            # series "model (placed)"; files written before that fix say "model, placed" unquoted,
+            # which spills over two fields: take the fixed columns from both ends
             series = ",".join(r[3:-3]).strip()
-            who = series.split(",")[0].strip()
+            who = re.split(r"[,(]", series)[0].strip()
             entries.setdefault((int(r[0]), r[1], r[2]), {})[who] = tuple(float(x) for x in r[-3:])
         out = []
         for (side, suite, placement), e in entries.items():
