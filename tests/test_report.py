@@ -233,6 +233,22 @@ def test_missing_predictions_leave_a_page_that_says_so(run, tmp_path):
     assert "dvc repro evaluate@probe" in page
 
 
+def test_a_suite_without_mazes_is_named_and_left_out(run, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    pred = copy / "data" / "predictions" / "probe.parquet"
+    pd.read_parquet(pred).iloc[:0].to_parquet(pred)
+    res = _stage(copy, tmp_path / "out")
+    assert res.returncode == 0, res.stderr
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert 'id="explorer-data"' not in page  # the only suite is empty: no explorer to draw
+    assert "No evaluated mazes in: probe." in page
+
+
 def test_unknown_suite_is_one_error_line_and_nothing_written(run, tmp_path):
     import yaml
 

@@ -53,6 +53,7 @@ def build_explorer(params: Params, spec: ReportSpec, device, *, model_dir: Path,
     fit_mazes, fit_tokens = fit_mazes.take(np.arange(n)), fit_tokens.take(np.arange(n))
 
     picked = []  # (suite, dataset, mazes, tokens, predicted tokens, exact flags)
+    empty = []  # suites whose predictions file holds no maze
     longest = int(fit_tokens.lengths.max(initial=0))
     for suite in spec.suites:
         dataset = params.evaluate.suites[suite].dataset
@@ -61,6 +62,9 @@ def build_explorer(params: Params, spec: ReportSpec, device, *, model_dir: Path,
             preds = pd.read_parquet(pred_path, columns=["maze_id", "predicted_tokens", "exact_path"])
         except (OSError, ValueError, KeyError) as exc:
             raise InputError(pred_path, f"cannot read the predictions ({exc})", f"re-run `dvc repro evaluate@{suite}`") from None
+        if len(preds) == 0:
+            empty.append(suite)
+            continue
         mazes = read_mazes(mazes_dir / f"{dataset}.parquet")
         row_of = {int(m): i for i, m in enumerate(mazes.maze_id)}
         rows = pick_rows(preds["exact_path"].to_numpy(), spec.mazes_per_suite)
@@ -101,6 +105,9 @@ def build_explorer(params: Params, spec: ReportSpec, device, *, model_dir: Path,
                   "f1": {k: [None if np.isnan(v) else round(float(v), 4) for v in vals] for k, vals in f1.items()}},
         "suites": suites,
     }
-    note = (f"{spec.mazes_per_suite} mazes per suite ({', '.join(spec.suites)}): failures first, up to half, "
+    shown = [s for s in spec.suites if s not in empty]
+    note = (f"{spec.mazes_per_suite} mazes per suite ({', '.join(shown)}): failures first, up to half, "
             f"then successes (params report.suites, report.mazes_per_suite).")
+    if empty:
+        note += f" No evaluated mazes in: {', '.join(empty)}."
     return doc, note
