@@ -11,8 +11,9 @@ import yaml
 
 from mazesearch.params import (
     ActivationsSpec, CounterfactualsSpec, DlaSpec, FaithfulnessSpec, ReportSpec, PatchingSpec, SteeringSpec, ReachSpec, DynamicsSpec, EvaluateSpec, GeometrySpec, HeadsSpec, LogitLensSpec, ModelSpec, ParamsError, ProbesSpec, TokenizerSpec, TrainSpec,
-    _main, fill_defaults, load_params, missing_keys, parse_params, schema_defaults,
+    fill_defaults, load_params, missing_keys, parse_params, schema_defaults,
 )
+from mazesearch.params.__main__ import _main
 
 ROOT = Path(__file__).resolve().parents[1]
 
