@@ -44,9 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     from mazesearch.data.tokens import Vocab, read_tokens
     from mazesearch.interp import counterfactuals
 
-    if spec.dataset not in params.datasets:
-        raise StageError(f"counterfactuals.dataset={spec.dataset!r} is not in datasets")
-    ds = params.datasets[spec.dataset]
+    ds = params.datasets[spec.dataset]  # the schema checked it exists
     if not is_spanning_tree(ds.generator, ds.model_dump()) or ds.sizes is not None:
         raise StageError(f"counterfactuals.dataset={spec.dataset!r} is not a spanning-tree dataset of its whole "
                          f"grid (generator {ds.generator}, sizes {ds.sizes}); the edits start from trees")

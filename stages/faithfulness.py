@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     from mazesearch.interp import faithfulness as faith
     from mazesearch.interp.intervene import head_means
     from mazesearch.interp.run_inputs import load_inputs
-    from mazesearch.interp.steering import rate, walks_of
+    from mazesearch.evaluation.rollout import walks_of
+    from mazesearch.interp.steering import rate
     from mazesearch.evaluation.metrics import compute_metrics
     from mazesearch.viz.causal_charts import render_curves
 

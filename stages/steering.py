@@ -20,7 +20,6 @@ rows at the walls probe's layer. Definitions: mazesearch.interp.steering.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 
 from mazesearch.io import InputError, atomic_dir, stage_main, write_json_atomic, write_text_atomic
 from mazesearch.params import load_params_or_exit, require_section
-from stages._run_args import stage_device
+from stages._run_args import model_run_parser, stage_device
 
 KINDS = ("edge_add", "edge_remove", "wall_move", "target_move")
 METHODS = ("probe", "permuted", "random", "sae")
@@ -60,15 +59,9 @@ def wide_csv(details: dict, strengths: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--model-dir", default="models")
+    ap = model_run_parser(__doc__, "reports/steering")
     ap.add_argument("--pairs", default="data/counterfactuals/pairs.parquet")
-    ap.add_argument("--mazes-dir", default="data/mazes")
-    ap.add_argument("--tokens-dir", default="data/tokens")
-    ap.add_argument("--vocab", default="data/vocab.json")
     ap.add_argument("--probes", default="reports/probes/details.json")
-    ap.add_argument("--out-dir", default="reports/steering")
     args = ap.parse_args(argv)
 
     params = load_params_or_exit(args.params)
@@ -119,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # the SAE spliced in at its layer, on the mazes the pairs came from (held out from its training)
     from mazesearch.evaluation.metrics import compute_metrics
+    from mazesearch.evaluation.rollout import walks_of
     from mazesearch.interp.intervene import Intervention, rollout_under_cached
 
     max_new = n * n + n + 1
@@ -128,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     held_start = torch.as_tensor(tokens.prompt_len[held].astype(np.int64) - 1)
     roll = dict(max_new_tokens=max_new, end_id=vocab.token_to_id["<PATH_END>"], pad_id=vocab.pad_id,
                 batch_size=spec.batch_size)
-    splice = {name: compute_metrics(mazes.take(held), steering.walks_of(rollout_under_cached(model, held_prompts, iv, **roll),
+    splice = {name: compute_metrics(mazes.take(held), walks_of(rollout_under_cached(model, held_prompts, iv, **roll),
                                                                          vocab, n))["exact_path"]
               for name, iv in (("model", Intervention()),
                                ("spliced", Intervention(replace={walls_layer: steering.sae_splice(sae.sae)},

@@ -3,7 +3,9 @@ exercise its maze explorer: shared by the report's browser test and the end-to-e
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -22,10 +24,22 @@ def chromium_path() -> str:
     return path
 
 
+def explorer_doc(page_path: Path) -> dict:
+    """The explorer's embedded JSON (docs/report.md) read back from the page."""
+    return json.loads(re.search(r'<script id="explorer-data" type="application/json">(.*?)</script>',
+                                page_path.read_text(), re.S)[1])
+
+
 def check_page(page_path: Path, screenshot: Path | None = None) -> dict:
     """Open ``page_path`` offline, exercise the explorer; returns what was observed (asserts inside)."""
     from playwright.sync_api import sync_playwright
 
+    doc = explorer_doc(page_path)
+    # the first maze whose model output has two steps or more (a model may stop at once)
+    si, mi = next((s, m) for s, suite in enumerate(doc["suites"]) for m, maze in enumerate(suite["mazes"])
+                  if len(maze["steps"]) > 1)
+    chosen = doc["suites"][si]["mazes"][mi]["steps"][1]["cell"]  # -1: step 1 chose no cell
+    n_mazes, L, H = len(doc["suites"][si]["mazes"]), doc["n_layers"], doc["n_heads"]
     seen = {"console": [], "failed": [], "requests": []}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
@@ -42,12 +56,6 @@ def check_page(page_path: Path, screenshot: Path | None = None) -> dict:
             seen["images"] = images
             assert images and all(ok for _, ok in images), f"images that did not decode: {[s for s, ok in images if not ok]}"
 
-            # the first maze whose model output has two steps or more (a model may stop at once)
-            si, mi, n_mazes, chosen = page.evaluate(
-                "() => { const d = JSON.parse(document.getElementById('explorer-data').textContent);"
-                " for (let s = 0; s < d.suites.length; s++) for (let m = 0; m < d.suites[s].mazes.length; m++)"
-                " { const st = d.suites[s].mazes[m].steps; if (st.length > 1)"
-                " return [s, m, d.suites[s].mazes.length, st[1].cell]; } return null; }")
             page.select_option("#ex-suite", str(si))
             page.select_option("#ex-maze", str(mi))
             before = page.get_attribute("#explorer", "data-state")
@@ -57,11 +65,9 @@ def check_page(page_path: Path, screenshot: Path | None = None) -> dict:
             after = page.get_attribute("#explorer", "data-state")
             assert after != before and after.split("/")[2] == "1", (before, after)  # step 0 -> 1
             assert page.inner_html("#ex-attn") != attn_before  # the walked path and chosen-cell box moved
-            assert page.locator("#ex-attn rect.chosen").count() == (chosen >= 0)  # -1: step 1 chose no cell
+            assert page.locator("#ex-attn rect.chosen").count() == (chosen >= 0)
             # a click on a head's small map selects it for the big panel
             page.click("#ex-heads button.head >> nth=-1")
-            L, H = page.evaluate("() => { const d = JSON.parse(document.getElementById('explorer-data')"
-                                 ".textContent); return [d.n_layers, d.n_heads]; }")
             state = page.get_attribute("#explorer", "data-state").split("/")
             assert state[3:5] == [str(L - 1), str(H - 1)], state  # the last head of the last block
             assert page.locator("#ex-heads button.head.sel").count() == 1

@@ -200,13 +200,11 @@ def test_forced_rerun_gives_identical_bytes(repo):
 def test_the_report_page_shows_every_stage_and_works_offline(repo):
     """reports/index.html after the tiny run: every section present, the explorer's suites, and
     the page in headless Chromium (tests/browser.py: offline, no errors, images decode, clicks redraw)."""
-    import json
-
-    from browser import ARTIFACTS, check_page
+    from browser import ARTIFACTS, check_page, explorer_doc
 
     page = (repo / "reports" / "index.html").read_text()
     assert "Not built yet" not in page and "could not read" not in page
-    doc = json.loads(re.search(r'<script id="explorer-data" type="application/json">(.*?)</script>', page, re.S)[1])
+    doc = explorer_doc(repo / "reports" / "index.html")
     spec = yaml.safe_load((repo / "params.yaml").read_text())["report"]
     assert [s["name"] for s in doc["suites"]] == spec["suites"]
     assert all(len(s["mazes"]) == spec["mazes_per_suite"] for s in doc["suites"])

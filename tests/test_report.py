@@ -6,7 +6,6 @@ logits (logit lens), a planted residual stream (probes), PNG chunks read by hand
 
 from __future__ import annotations
 
-import json
 import re
 import struct
 import subprocess
@@ -17,6 +16,7 @@ import pytest
 import torch
 
 from helpers import one_torch_thread
+from browser import explorer_doc
 from report_fixtures import build_report_run, report_args
 
 
@@ -205,7 +205,7 @@ def test_stage_writes_an_offline_deterministic_page(run, tmp_path):
     # offline: no address of another host is loaded (the SVG namespace string is an identifier)
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
     assert "@import" not in page and "url(" not in page
-    data = json.loads(re.search(r'<script id="explorer-data" type="application/json">(.*?)</script>', page, re.S)[1])
+    data = explorer_doc(tmp_path / "a" / "index.html")
     suite = data["suites"][0]
     assert suite["name"] == "probe" and len(suite["mazes"]) == 3
     assert [m["exact"] for m in suite["mazes"]] == [False, False, True]  # failures first (odd rows), up to half

@@ -13,6 +13,7 @@ import torch
 from helpers import batch_from_paths, one_torch_thread, rel_err
 from mazesearch.data.maze import edge_index, n_edges
 from mazesearch.data.tokens import Vocab, encode
+from mazesearch.evaluation.rollout import walks_of
 from mazesearch.interp import faithfulness as faith
 from mazesearch.interp import steering
 
@@ -75,7 +76,7 @@ def test_outcomes_on_hand_walks():
     u = VOCAB.unary_id
     walks = {"success": [u[0, 0], u[1, 0], end], "unchanged": [u[0, 0], u[0, 1], u[1, 1], u[1, 0], end],
              "broken": [u[0, 0], u[1, 1], end]}  # a diagonal jump
-    got = steering.outcomes(steering.walks_of([np.array(w) for w in walks.values()], VOCAB, n),
+    got = steering.outcomes(walks_of([np.array(w) for w in walks.values()], VOCAB, n),
                             clean.take(np.zeros(3, np.int64)), corrupt.take(np.zeros(3, np.int64)))
     assert got["success"].tolist() == [True, False, False]
     assert got["unchanged"].tolist() == [False, True, False]

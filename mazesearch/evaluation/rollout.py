@@ -320,7 +320,8 @@ def tokens_per_cell(coord: str) -> int:
     return 2 if coord == "pair" else 1
 
 
-def _walks(generated, vocab, grid_n: int, coord: str):
+def walks_of(generated, vocab, grid_n: int, coord: str = "unary"):
+    """Decoded greedy outputs (each the tokens after ``<PATH_START>``) as ``Walks``."""
     from mazesearch.data.decode import decode_path
     from mazesearch.evaluation.metrics import Walks
 
@@ -353,7 +354,7 @@ def predict_paths(model, tokens, vocab, grid_n: int, coord: str, batch_size: int
     """
     prompts, max_new, end_id = _path_setup(tokens, vocab, grid_n, coord)
     generated = _run(model, prompts, max_new, end_id, vocab.pad_id, batch_size, n_ctx, device)
-    return generated, _walks(generated, vocab, grid_n, coord)
+    return generated, walks_of(generated, vocab, grid_n, coord)
 
 
 def _fork_positions(tokens, batch, w: int) -> list[np.ndarray]:
@@ -404,4 +405,4 @@ def predict(model, tokens, batch, vocab, coord: str, batch_size: int = 256, n_ct
     positions = _fork_positions(tokens, batch, 1)
     # argmax[i][k] predicts teacher token k; the cell after the decision cell at token j is k = j + 1
     chunks = [np.array([argmax[i][p - tokens.prompt_len[i] + 1]]) for i in range(len(tokens)) for p in positions[i]]
-    return generated, _walks(generated, vocab, batch.grid_n, coord), _first_cells(chunks, vocab, batch.grid_n, coord)
+    return generated, walks_of(generated, vocab, batch.grid_n, coord), _first_cells(chunks, vocab, batch.grid_n, coord)

@@ -30,15 +30,23 @@ def layer_names(n_layers: int) -> list[str]:
     return ["embed"] + [f"blocks.{i}.hook_resid_post" for i in range(n_layers)]
 
 
+def lens_hooks(n_layers: int) -> list[str]:
+    """The residual streams the lens reads: entering every block, then after the last one (= layer_names)."""
+    return [f"blocks.{i}.hook_resid_pre" for i in range(n_layers)] + [f"blocks.{n_layers - 1}.hook_resid_post"]
+
+
+def decode_cached(bridge, cache, bi: torch.Tensor, pi: torch.Tensor) -> torch.Tensor:
+    """A cache holding :func:`lens_hooks` -> decoded logits ``[n_layers + 1, rows, d_vocab]`` at the
+    rows (``bi``, ``pi``: long [rows], sequence and position of each)."""
+    stack = cache.accumulated_resid(apply_ln=True)  # [layers, batch, pos, d_model], each normalized alone
+    return stack[:, bi, pi] @ bridge.W_U + bridge.b_U  # [layers, rows, d_vocab]
+
+
 def lens_logits(bridge, ids: torch.Tensor, bi: torch.Tensor, pi: torch.Tensor) -> torch.Tensor:
-    """ids long ``[batch, pos]`` -> decoded logits ``[n_layers + 1, rows, d_vocab]`` at the rows
-    (``bi``, ``pi``: long [rows], sequence and position of each)."""
-    n = bridge.cfg.n_layers
-    names = [f"blocks.{i}.hook_resid_pre" for i in range(n)] + [f"blocks.{n - 1}.hook_resid_post"]
+    """ids long ``[batch, pos]`` -> :func:`decode_cached` of its forward pass."""
     with torch.no_grad():
-        _, cache = bridge.run_with_cache(ids, names_filter=names)
-        stack = cache.accumulated_resid(apply_ln=True)  # [layers, batch, pos, d_model], each normalized alone
-        return stack[:, bi, pi] @ bridge.W_U + bridge.b_U  # [layers, rows, d_vocab]
+        _, cache = bridge.run_with_cache(ids, names_filter=lens_hooks(bridge.cfg.n_layers))
+        return decode_cached(bridge, cache, bi, pi)
 
 
 def run_lens(bridge, tokens: TokenBatch, moves: Moves, batch_size: int, pad_id: int) -> np.ndarray:

@@ -29,10 +29,10 @@ import dataclasses
 import numpy as np
 import torch
 
-from mazesearch.data.decode import decode_path
 from mazesearch.data.maze import MazeBatch
 from mazesearch.data.tokens import TokenBatch
 from mazesearch.evaluation.metrics import Walks, compute_metrics
+from mazesearch.evaluation.rollout import walks_of
 from mazesearch.evaluation.stats import wilson_interval
 from mazesearch.interp.probes import fit_logistic_multilabel, fit_logistic_multinomial, permute_across_mazes
 
@@ -110,15 +110,6 @@ def random_vectors(P: int, d: int, n: int, seed: int) -> np.ndarray:
     """``n`` random unit directions per pair: ``float32 [n, P, d]``."""
     g = np.random.default_rng(seed).standard_normal((n, P, d))
     return (g / np.linalg.norm(g, axis=2, keepdims=True)).astype(np.float32)
-
-
-def walks_of(generated: list[np.ndarray], vocab, grid_n: int) -> Walks:
-    cells, ended = [], []
-    for ids in generated:
-        c, _, e = decode_path(ids, vocab, grid_n)
-        cells.append(c)
-        ended.append(e)
-    return Walks.from_lists(cells, ended)
 
 
 def outcomes(walks: Walks, clean: MazeBatch, corrupt: MazeBatch) -> dict[str, np.ndarray]:

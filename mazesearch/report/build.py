@@ -41,7 +41,7 @@ def build_explorer(params: Params, spec: ReportSpec, device, *, model_dir: Path,
     from mazesearch.evaluation.suite import with_context
     from mazesearch.interp.bridge import to_bridge  # imports transformer_lens: slow
     from mazesearch.model.gpt import GPT, load_gpt
-    from mazesearch.report.explorer import explore, fit_future_path_probes, pick_rows
+    from mazesearch.report.explorer import explore, fit_future_path_probes, is_exact, pick_rows
 
     vocab = Vocab.from_json(vocab_path)
     fit_mazes = read_mazes(mazes_dir / f"{spec.dataset}.parquet")
@@ -75,7 +75,7 @@ def build_explorer(params: Params, spec: ReportSpec, device, *, model_dir: Path,
         mazes = mazes.take(np.array([row_of[int(m)] for m in ids], dtype=np.int64))
         tokens = encode(mazes, vocab, TokenizerOptions(**suite_tokenizer(params, suite)))
         predicted = [np.asarray(p, dtype=np.int64) for p in preds["predicted_tokens"].to_numpy()[rows]]
-        exact = [bool(e is True or e == 1) for e in preds["exact_path"].to_numpy()[rows]]
+        exact = is_exact(preds["exact_path"].to_numpy()[rows]).tolist()
         longest = max([longest] + [int(tokens.prompt_len[i]) + len(p) for i, p in enumerate(predicted)])
         picked.append((suite, dataset, mazes, tokens, predicted, exact))
 

@@ -29,7 +29,7 @@ import torch
 from mazesearch.data.maze import MazeBatch
 from mazesearch.data.tokens import TokenBatch, Vocab
 from mazesearch.interp.labels import future_path
-from mazesearch.interp.lens import lens_logits
+from mazesearch.interp.lens import decode_cached, lens_hooks
 from mazesearch.interp.probes import fit_logistic_multilabel, split_by_maze
 
 
@@ -40,10 +40,15 @@ def cell_of_token(vocab: Vocab, grid_n: int) -> np.ndarray:
     return np.where(inside, r * grid_n + c, -1)
 
 
+def is_exact(exact_path) -> np.ndarray:
+    """Predictions' ``exact_path`` column as bool; anything but True (None: undefined) is a failure."""
+    return np.array([e is True or e == 1 for e in exact_path], dtype=bool)
+
+
 def pick_rows(exact: np.ndarray, k: int) -> np.ndarray:
     """``k`` rows, failures first: up to ceil(k/2) failures (anything but exact_path True), then
     successes, then more failures if successes run short; each group in file order."""
-    ok = np.array([e is True or e == 1 for e in exact], dtype=bool)
+    ok = is_exact(exact)
     fail, good = np.flatnonzero(~ok), np.flatnonzero(ok)
     n_fail = max(min(len(fail), (k + 1) // 2), k - len(good))
     return np.concatenate([fail[:n_fail], good[: k - n_fail]]).astype(np.int64)
@@ -69,13 +74,10 @@ def padded(seqs: list[np.ndarray], pad_id: int, device) -> torch.Tensor:
     return torch.from_numpy(out).to(device)
 
 
-def residuals(bridge, ids: torch.Tensor, bi: torch.Tensor, pi: torch.Tensor) -> np.ndarray:
-    """Residual stream entering block 0 and after every block at rows (bi, pi): ``float64 [L + 1, rows, d]``."""
-    L = bridge.cfg.n_layers
-    names = ["blocks.0.hook_resid_pre"] + [f"blocks.{i}.hook_resid_post" for i in range(L)]
-    with torch.no_grad():
-        _, cache = bridge.run_with_cache(ids, names_filter=names)
-    return np.stack([cache[n][bi, pi].double().cpu().numpy() for n in names])
+def residuals(bridge, cache, bi: torch.Tensor, pi: torch.Tensor) -> np.ndarray:
+    """From a cache holding ``lens_hooks``: the residual stream entering block 0 and after every
+    block at rows (bi, pi), ``float64 [L + 1, rows, d]``."""
+    return np.stack([cache[n][bi, pi].double().cpu().numpy() for n in lens_hooks(bridge.cfg.n_layers)])
 
 
 # ---------------------------------------------------------------------------- probes
@@ -133,7 +135,9 @@ def fit_future_path_probes(bridges: dict, mazes: MazeBatch, tokens: TokenBatch, 
                          pad_id, device)
             bi = torch.tensor(rows["maze_row"].to_numpy() - lo, device=device)
             pi = torch.tensor(rows["token_pos"].to_numpy(), device=device)
-            X.append(residuals(bridge, ids, bi, pi))
+            with torch.no_grad():
+                _, cache = bridge.run_with_cache(ids, names_filter=lens_hooks(bridge.cfg.n_layers))
+            X.append(residuals(bridge, cache, bi, pi))
         X = np.concatenate(X, axis=1)  # [L + 1, rows, d]
         scores[name] = []
         for layer in X:
@@ -169,12 +173,12 @@ def explore(bridge, vocab: Vocab, mazes: MazeBatch, tokens: TokenBatch, predicte
     pi = torch.tensor(np.concatenate(queries), device=device)
 
     patterns = [f"blocks.{layer}.attn.hook_pattern" for layer in range(L)]
-    with torch.no_grad():
-        _, cache = bridge.run_with_cache(ids, names_filter=patterns)
+    with torch.no_grad():  # one forward pass: attention, the lens and the probes' residuals
+        _, cache = bridge.run_with_cache(ids, names_filter=patterns + lens_hooks(L))
         # [L, rows, H, keys]: each step's attention row
         attn = torch.stack([cache[p][bi, :, pi] for p in patterns]).double().cpu().numpy()
-        lens = torch.softmax(lens_logits(bridge, ids, bi, pi).double(), dim=-1).cpu().numpy()  # [L+1, rows, V]
-    resid = residuals(bridge, ids, bi, pi)  # [L + 1, rows, d]
+        lens = torch.softmax(decode_cached(bridge, cache, bi, pi).double(), dim=-1).cpu().numpy()  # [L+1, rows, V]
+    resid = residuals(bridge, cache, bi, pi)  # [L + 1, rows, d]
     probe = np.stack([p.predict(x) for p, x in zip(probes, resid)]) if probes else np.zeros((0, len(pi), cells))
 
     cell_token = np.flatnonzero(cell_of >= 0)

@@ -111,16 +111,13 @@ dashed orange box: the cell chosen at this step. Click a small map to pick its h
 def render_page(title: str, subtitle: str, sections: list[Section], explorer: dict | None,
                 explorer_note: str, explorer_after: str = "size") -> str:
     """The whole page as one string; the explorer goes right after section ``explorer_after``."""
-    order: list[tuple[str, str, bool, str]] = []  # (id, title, present, html)
-    for s in sections:
+    def wrap(s: Section) -> str:
         cls = "" if s.present else ' class="missing"'
-        order.append((s.id, s.title, s.present,
-                      f'<section id="{html.escape(s.id)}"{cls}><h2>{html.escape(s.title)}</h2>\n{s.html}\n</section>'))
-        if s.id == explorer_after:
-            order.append(("explorer", "Maze explorer", bool(explorer and explorer.get("suites")),
-                          _explorer_html(explorer, explorer_note)))
-    if not any(o[0] == "explorer" for o in order):
-        order.append(("explorer", "Maze explorer", bool(explorer and explorer.get("suites")),
+        return f'<section id="{html.escape(s.id)}"{cls}><h2>{html.escape(s.title)}</h2>\n{s.html}\n</section>'
+
+    order = [(s.id, s.title, s.present, wrap(s)) for s in sections]  # (id, title, present, html)
+    at = next((i + 1 for i, s in enumerate(sections) if s.id == explorer_after), len(order))
+    order.insert(at, ("explorer", "Maze explorer", bool(explorer and explorer.get("suites")),
                       _explorer_html(explorer, explorer_note)))
     nav = " ".join(f'<a href="#{html.escape(i)}"{"" if present else " class=missing"}>{html.escape(t)}</a>'
                    for i, t, present, _ in order)
