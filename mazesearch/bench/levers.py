@@ -4,9 +4,8 @@
 shape and training dataset (params.yaml) and measures, on this machine, in one process:
 
 * ``padding``: the training loop's step (:mod:`mazesearch.model.train`) for a fixed number of
-  steps, on the default recipe and on a mixed 3x3/4x4/5x5 set, in configurations: ``today``
-  (the loop before issue 18: numpy batches, boolean-mask loss, a sync per step, plain shuffled
-  batches), ``plain`` (the new loop, ``length_window`` 1), ``buckets`` (``length_window`` 16),
+  steps, on the default recipe and on a mixed 3x3/4x4/5x5 set, in configurations: ``plain``
+  (``length_window`` 1, the reference), ``buckets`` (``length_window`` 16),
   ``buckets_bf16`` (plus CPU bf16 autocast): *real* tokens/s (padding excluded, medians of
   interleaved repeats) and the padding share of computed positions;
 * ``profile``: torch.profiler over steps of the loop body, split into GEMMs, attention, norms,
@@ -30,10 +29,10 @@ import numpy as np
 from mazesearch.bench import machine_info, profile_specs, write_report
 
 MIXED_SIZES = (3, 4, 5)
-# name -> (length_window, bf16 autocast, legacy loop): "today" is the loop before issue 18
-DEFAULT_CONFIGS = {"today": (1, False, True), "plain": (1, False, False), "buckets": (16, False, False),
-                   "buckets_bf16": (16, True, False)}
-MIXED_CONFIGS = {"today": (1, False, True), "buckets": (16, False, False)}
+# name -> (length_window, bf16 autocast): "plain" (shuffled batches) is the reference. The loop
+# before issue 18 ("today" in docs/performance.md's table) was retired with it in issue 26.
+DEFAULT_CONFIGS = {"plain": (1, False), "buckets": (16, False), "buckets_bf16": (16, True)}
+MIXED_CONFIGS = {"plain": (1, False), "buckets": (16, False)}
 CATEGORIES = {  # first match wins: substrings of profiler op names (forward and backward)
     "gemm": ("addmm", "aten::mm", "aten::bmm", "aten::linear", "matmul"),
     "attention": ("scaled_dot_product", "attention"),
@@ -64,42 +63,20 @@ def _concat(parts):
                       offsets=np.concatenate(offsets), prompt_len=np.concatenate([p.prompt_len for p in parts]))
 
 
-def _step_fn(model, batcher, order, spec, bf16: bool = False, legacy: bool = False):
-    """One training step of the loop in mazesearch.model.train, as a closure (returns the real
-    tokens it fed). ``legacy``: the loop before issue 18, for the "today" reference: numpy batch
-    assembly (make_lm_batch), boolean-mask loss and a ``loss.item()`` sync every step."""
-    import contextlib
-
-    import torch
-
-    from mazesearch.model.batches import make_lm_batch
+def _step_fn(model, batcher, order, spec, bf16: bool = False):
+    """Stage train's step (mazesearch.model.train.train_step) on the batches ``order`` gives, as
+    a closure (returns the real tokens it fed)."""
     from mazesearch.model.schedule import make_optimizer
-    from mazesearch.model.train import masked_cross_entropy, mean_masked_cross_entropy
+    from mazesearch.model.train import train_step
 
-    opt = make_optimizer(model, spec.lr, spec.weight_decay, spec.beta1, spec.beta2)
+    opt = make_optimizer(model, spec.lr, spec.weight_decay, spec.beta1, spec.beta2,
+                         fused_ok=batcher.device.type == "cuda")
     state = {"step": 0}
 
     def step() -> int:
-        rows = order.rows(state["step"])
+        batch = batcher.batch(order.rows(state["step"]))
         state["step"] += 1
-        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
-            if legacy:
-                batch = make_lm_batch(batcher.tokens, rows, batcher.pad_id, spec.loss_on)
-                logits = model(batch.inputs)
-            else:
-                batch = batcher.batch(rows)
-                logits = model(batch.inputs)
-        if legacy:
-            loss_sum, n = masked_cross_entropy(logits, batch.targets, batch.loss_mask)
-            loss = loss_sum / max(n, 1)
-        else:
-            loss = mean_masked_cross_entropy(logits, batch.targets, batch.loss_mask)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
-        opt.step()
-        if legacy:
-            loss.item()
+        train_step(model, opt, batch, spec.grad_clip, bf16)
         return batch.n_tokens
 
     return step
@@ -114,21 +91,20 @@ def _rate(step, n_steps: int) -> float:
 
 
 def _padding_runs(configs: dict, cfg, tokens, pad_id: int, spec, steps: int, repeats: int = 2) -> dict:
-    """Real tokens/s of each config (name -> (length_window, bf16, legacy)), repeats interleaved
+    """Real tokens/s of each config (name -> (length_window, bf16)), repeats interleaved
     (order reversed every other repeat), median; padding share of the batches each one fed."""
     from mazesearch.model.batches import DataOrder, DeviceBatcher, padding_fraction
     from mazesearch.model.gpt import GPT
 
-    out = {name: {"length_window": w, "bf16": bf, "legacy_loop": legacy, "rates": []}
-           for name, (w, bf, legacy) in configs.items()}
+    out = {name: {"length_window": w, "bf16": bf, "rates": []} for name, (w, bf) in configs.items()}
     batcher = DeviceBatcher(tokens, pad_id, spec.loss_on)
     for r in range(repeats):
         for name in (list(configs) if r % 2 == 0 else list(configs)[::-1]):
-            w, bf, legacy = configs[name]
+            w, bf = configs[name]
             order = DataOrder(len(tokens), spec.batch_size, spec.seed, tokens.lengths, w)
             model = GPT(cfg, seed=0).train()
-            out[name]["rates"].append(_rate(_step_fn(model, batcher, order, spec, bf, legacy), steps))
-    for name, (w, _, _) in configs.items():
+            out[name]["rates"].append(_rate(_step_fn(model, batcher, order, spec, bf), steps))
+    for name, (w, _) in configs.items():
         order = DataOrder(len(tokens), spec.batch_size, spec.seed, tokens.lengths, w)
         out[name]["padding_frac"] = padding_fraction(tokens.lengths, [order.rows(s) for s in range(steps + 3)])
         out[name]["real_tokens_per_s"] = statistics.median(out[name]["rates"])
@@ -180,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     opts = TokenizerOptions(coord=tok["coord"], edges=tok["edges"], edge_order=tok["edge_order"], seed=tok["seed"])
     n = max(args.steps, 40) * p.train.batch_size
     default_tokens = _tokens(dataset, n, vocab, opts)
-    mixed = _concat([_tokens({**dataset, "grid_n": k, "seed": 100 + k}, n // len(MIXED_SIZES), vocab, opts)
+    mixed = _concat([_tokens({**dataset, "grid_n": k, "sizes": None, "seed": 100 + k}, n // len(MIXED_SIZES), vocab, opts)
                      for k in MIXED_SIZES])
     torch.set_num_threads(args.threads)
     model_spec = p.model.model_copy(update={"n_ctx": None})
@@ -222,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{compiled['compiled_tokens_per_s']:.0f} tokens/s, logits rel diff {compiled['logits_max_rel_diff']:.1e}",
               flush=True)
 
-    today = padding["default"]["today"]["real_tokens_per_s"]
+    plain = padding["default"]["plain"]["real_tokens_per_s"]
     after = padding["default"]["buckets"]["real_tokens_per_s"]
     best = max(v["real_tokens_per_s"] for v in padding["default"].values())
     doc = {
@@ -235,13 +211,13 @@ def main(argv: list[str] | None = None) -> None:
         "gemm_bound": {"real_tokens_per_s": gemm_bound, "s_per_step": floor_s["float32"],
                        "bf16_real_tokens_per_s": real_per_step / floor_s["bf16"], "bf16_s_per_step": floor_s["bf16"],
                        "mean_batch_width": mean_width, "best_vs_bound": best / gemm_bound},
-        "speedup_vs_today": {k: v["real_tokens_per_s"] / today for k, v in padding["default"].items()},
+        "speedup_vs_plain": {k: v["real_tokens_per_s"] / plain for k, v in padding["default"].items()},
         "compile": compiled,
         "machine": machine_info(),
     }
     write_report(args.out, doc)
-    print(f"levers: default recipe today {today:.0f} real tokens/s; length buckets {after / today:.2f}x, "
-          f"best {best / today:.2f}x; GEMM-only bound {gemm_bound:.0f} (best is {best / gemm_bound:.2f} of it) -> {args.out}")
+    print(f"levers: default recipe, shuffled batches {plain:.0f} real tokens/s; length buckets {after / plain:.2f}x, "
+          f"best {best / plain:.2f}x; GEMM-only bound {gemm_bound:.0f} (best is {best / gemm_bound:.2f} of it) -> {args.out}")
 
 
 class _Cycle:

@@ -40,31 +40,21 @@ TRAIN_SETTINGS = dict(lr=1e-3, weight_decay=0.1, beta1=0.9, beta2=0.99, grad_cli
 
 
 def _train_step(model, batches, bf16, lr, weight_decay, beta1, beta2, grad_clip, device="cpu"):
-    """The stage's training step (mazesearch.model.train: batches already on the device, masked
-    mean loss without a host sync, AdamW fused on CUDA) as a closure over this model's optimizer.
-    Returns (real tokens, loss tensor); nothing waits on the device inside a step."""
-    import contextlib
-
+    """Stage train's step (mazesearch.model.train.train_step) over the cycled ``batches``, as a
+    closure over this model's optimizer (AdamW, fused on CUDA). Returns (real tokens, loss
+    tensor); nothing waits on the device inside a step."""
     import torch
 
     from mazesearch.model.schedule import make_optimizer
-    from mazesearch.model.train import mean_masked_cross_entropy
+    from mazesearch.model.train import train_step
 
-    device = torch.device(device)
-    optimizer = make_optimizer(model, lr, weight_decay, beta1, beta2, fused_ok=device.type == "cuda")
+    optimizer = make_optimizer(model, lr, weight_decay, beta1, beta2, fused_ok=torch.device(device).type == "cuda")
     state = {"i": 0}
 
     def step():
         batch = batches[state["i"] % len(batches)]
         state["i"] += 1
-        with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
-            logits = model(batch.inputs)  # [b, T-1, V]
-        loss = mean_masked_cross_entropy(logits, batch.targets, batch.loss_mask)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
-        return batch.n_tokens, loss.detach()
+        return batch.n_tokens, train_step(model, optimizer, batch, grad_clip, bf16)
 
     return step
 

@@ -35,7 +35,7 @@ from torch import nn
 
 from mazesearch.io import InputError, atomic_path
 from mazesearch.model import distributed
-from mazesearch.model.batches import DataOrder, DeviceBatcher, make_lm_batch
+from mazesearch.model.batches import DataOrder, DeviceBatcher, LMBatch, make_lm_batch
 from mazesearch.model.runlog import RunLog
 from mazesearch.model.device import resolve_device, set_threads
 from mazesearch.model.gpt import GPT, ModelConfig, save_checkpoint
@@ -88,13 +88,40 @@ def model_config(spec: ModelSpec, n_ctx: int, d_vocab: int) -> ModelConfig:
     )
 
 
-def _autocast(device: torch.device, bf16: bool):
+def autocast(device: torch.device | str, bf16: bool):
     """bf16 autocast for the forward pass (weights, optimizer and loss stay float32). On CPU it
     pays only where the CPU has native bf16 matmuls (AMX / AVX512-BF16: ~1.2x per step on this
     project's machine, docs/performance.md); elsewhere it is emulated and slower."""
+    device = torch.device(device)
     if bf16 and device.type in ("cuda", "cpu"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, batch: LMBatch, grad_clip: float,
+    bf16: bool = False, dist: distributed.Dist | None = None,
+) -> torch.Tensor:
+    """One optimisation step: forward (under :func:`autocast`), masked mean cross-entropy over
+    ``batch.loss_mask``, backward, gradient clipping at ``grad_clip``, optimizer step.
+
+    The one training step of the project: stage train (single process and under torchrun, where
+    ``model`` is the DistributedDataParallel wrapper and the loss is this rank's share of the
+    global mean) and the benchmarks call it. Returns the loss, detached and still on the device:
+    nothing here waits for the device.
+    """
+    device = batch.inputs.device
+    with autocast(device, bf16):
+        logits = model(batch.inputs)  # [b, T-1, V]
+    if dist is None:
+        loss = mean_masked_cross_entropy(logits, batch.targets, batch.loss_mask)
+    else:
+        loss = distributed.shard_loss(logits, batch.targets, batch.loss_mask, dist.world)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.detach()
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -118,7 +145,7 @@ def evaluate_teacher_forced(
     rows = np.asarray(rows, dtype=np.int64)
     for start in range(0, len(rows), batch_size):
         batch = make_lm_batch(tokens, rows[start : start + batch_size], pad_id, loss_on, device)
-        with _autocast(device, bf16):
+        with autocast(device, bf16):
             logits = model(batch.inputs)  # [b, T-1, V]
         loss, n = masked_cross_entropy(logits, batch.targets, batch.loss_mask)
         path_loss, n_path = masked_cross_entropy(logits, batch.targets, batch.path_mask)
@@ -302,23 +329,14 @@ def train(
         set_lr(optimizer, lr_at(step, ts.lr, ts.warmup_steps, ts.max_steps, ts.min_lr_frac))
         rows = order.rows(step)  # the global batch; each process takes its slice
         batch = batcher.batch(rows if dist is None else rows[dist.rank :: dist.world])
-        with _autocast(device, ts.bf16):
-            logits = train_model(batch.inputs)  # [b, T-1, V]
-        if dist is None:
-            loss = mean_masked_cross_entropy(logits, batch.targets, batch.loss_mask)
-        else:
-            loss = distributed.shard_loss(logits, batch.targets, batch.loss_mask, dist.world)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), ts.grad_clip)
-        optimizer.step()
+        loss = train_step(train_model, optimizer, batch, ts.grad_clip, ts.bf16, dist)
         step += 1
         n_tokens = batch.n_tokens if dist is None else int(batcher.lengths[rows].sum())  # the global batch's
         tokens_seen += n_tokens
         tok_window += n_tokens
         computed += batch.inputs.numel()
         real += batch.n_tokens - batch.inputs.shape[0]  # inputs are each sequence but its last token
-        loss_window += loss.detach().double()  # summed on the device: no host sync per step
+        loss_window += loss.double()  # summed on the device: no host sync per step
         window[1] += 1
 
         if step % TRAIN_LOG_EVERY == 0 or step == ts.max_steps:
