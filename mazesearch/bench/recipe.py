@@ -6,7 +6,8 @@ builds the training, validation and suite datasets exactly as stages generate/to
 (same seeds, train exclusion), trains with the params' model and train sections, evaluates the
 chosen suites (default: every suite) with the random-at-forks baseline, and writes
 ``reports/bench/recipe-NAME.json``: wall minutes of data, training and evaluation, train tokens/s,
-and per suite the exact-path rate of model and baseline with 95% Wilson intervals. Nothing under
+and per suite the exact-path rate of model and baseline with 95% Wilson intervals (with
+``train.position_ids: random``, also the model's rate at random position ids, the training scheme). Nothing under
 data/, models/ or reports/ other than that file is touched: it is a measurement, not a run.
 """
 
@@ -72,13 +73,14 @@ def main(argv: list[str] | None = None) -> None:
 
     t2 = time.perf_counter()
     model = result.model.to("cpu").eval()
+    opts_of = lambda suite: TokenizerOptions(**suite_tokenizer(p, suite))  # noqa: E731
     rows = {}
     for suite in suites:
         spec = p.evaluate.suites[suite]
         batch = batches[spec.dataset]
         if spec.n_mazes is not None:
             batch = batch.take(np.arange(min(spec.n_mazes, len(batch))))
-        report = evaluate_suite(model, batch, vocab, TokenizerOptions(**suite_tokenizer(p, suite)),
+        report = evaluate_suite(model, batch, vocab, opts_of(suite),
                                 baseline_seed=p.evaluate.baseline_seed, batch_size=p.evaluate.batch_size).report
         ci = report["exact_path_ci95"]
         rows[suite] = {"grid_n": report["grid_n"], "n_mazes": report["n_mazes"], "feedable": report["feedable"],
@@ -86,7 +88,11 @@ def main(argv: list[str] | None = None) -> None:
                        "model_ci95": [ci["model"]["low"], ci["model"]["high"]] if report["feedable"] else None,
                        "baseline_exact": report["baseline"]["exact_path"],
                        "baseline_ci95": [ci["baseline"]["low"], ci["baseline"]["high"]]}
-        print(f"  {suite}: model {rows[suite]['model_exact']}, baseline {rows[suite]['baseline_exact']:.3f}", flush=True)
+        if p.train.position_ids == "random" and report["feedable"]:  # the training scheme at evaluation too
+            rows[suite]["model_exact_random_positions"] = _exact_at_random_positions(model, p, batch, vocab, opts_of(suite))
+        print(f"  {suite}: model {rows[suite]['model_exact']}, baseline {rows[suite]['baseline_exact']:.3f}"
+              + (f", at random position ids {rows[suite]['model_exact_random_positions']:.3f}"
+                 if "model_exact_random_positions" in rows[suite] else ""), flush=True)
     eval_s = time.perf_counter() - t2
     doc = {"benchmark": "recipe", "name": args.name, "overrides": args.set,
            "train_data": train_info, "minutes": {"data": data_s / 60, "train": train_s / 60, "evaluate": eval_s / 60},
@@ -95,6 +101,20 @@ def main(argv: list[str] | None = None) -> None:
     write_report(f"reports/bench/recipe-{args.name}.json", doc)
     print(f"recipe {args.name}: train {train_s / 60:.1f} min at {result.tokens_per_s:.0f} tokens/s, "
           f"val exact {result.metrics['val_exact_path']:.3f} -> reports/bench/recipe-{args.name}.json")
+
+
+def _exact_at_random_positions(model, p, batch, vocab, opts) -> float:
+    """Teacher-forced exact-path rate (= greedy exact, model/train.py) with the training scheme's
+    random sorted position ids (seed train.seed, range train.max_position or n_ctx)."""
+    from mazesearch.data.tokens import encode
+    from mazesearch.model.train import evaluate_teacher_forced
+
+    import numpy as np
+
+    tokens = encode(batch, vocab, opts)
+    max_position = p.train.max_position or model.cfg.n_ctx
+    return evaluate_teacher_forced(model, tokens, np.arange(len(tokens)), vocab.pad_id, p.evaluate.batch_size,
+                                   random_positions_from=(p.train.seed, max_position))["exact_path"]
 
 
 if __name__ == "__main__":

@@ -68,6 +68,8 @@ class LMBatch:
     loss_mask: torch.Tensor  # bool [b, T-1]: targets that enter the loss
     path_mask: torch.Tensor  # bool [b, T-1]: path targets (for exact-path accuracy)
     n_tokens: int  # real (non-padding) tokens fed, for throughput
+    loss_weight: torch.Tensor | None = None  # float [b, T-1]: per-target weights (None: loss_mask)
+    positions: torch.Tensor | None = None  # int64 [b, T-1]: position ids (None: 0..T-2)
 
 
 def make_lm_batch(
@@ -94,10 +96,17 @@ class DeviceBatcher:
     :func:`make_lm_batch` (tested)."""
 
     def __init__(self, tokens: TokenBatch, pad_id: int, loss_on: Literal["path", "all"],
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", target_weight: np.ndarray | None = None) -> None:
+        """``target_weight`` (float ``[len(tokens.flat)]``, optional): the loss weight of each
+        stored token as a target (mazesearch.model.objectives.target_weights); a batch then
+        carries ``loss_weight`` = ``loss_mask`` x the weights of its targets."""
         if loss_on not in ("path", "all"):
             raise ValueError(f"loss_on must be 'path' or 'all', got {loss_on!r}")
         self.device, self.pad_id, self.loss_on, self.tokens = torch.device(device), pad_id, loss_on, tokens
+        if target_weight is not None and len(target_weight) != len(tokens.flat):
+            raise ValueError(f"target_weight has {len(target_weight)} entries for {len(tokens.flat)} tokens")
+        self.weight = None if target_weight is None else torch.from_numpy(
+            np.ascontiguousarray(target_weight, dtype=np.float32)).to(self.device)  # [N]
         self.lengths = tokens.lengths.astype(np.int64)  # host copy: batch widths without a sync
         as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(self.device)  # noqa: E731
         self.flat = as_t(tokens.flat)  # [N]
@@ -118,9 +127,10 @@ class DeviceBatcher:
         target_index = pos[1:][None, :]  # position j predicts token j + 1
         real = target_index < lens
         path = real & (target_index >= self.prompt_len[rows_t][:, None])
-        return LMBatch(inputs=seqs[:, :-1], targets=seqs[:, 1:],
-                       loss_mask=path if self.loss_on == "path" else real, path_mask=path,
-                       n_tokens=int(self.lengths[rows_np].sum()))
+        loss_mask = path if self.loss_on == "path" else real
+        weight = None if self.weight is None else self.weight[index[:, 1:]] * loss_mask  # [b, T-1]
+        return LMBatch(inputs=seqs[:, :-1], targets=seqs[:, 1:], loss_mask=loss_mask, path_mask=path,
+                       n_tokens=int(self.lengths[rows_np].sum()), loss_weight=weight)
 
 
 # ---------------------------------------------------------------------------- data order
@@ -139,10 +149,21 @@ class DataOrder:
     ``default_rng([seed, e, window]).permutation``. Every row still appears once per epoch and
     the loss of a batch is unchanged (padding never reaches a real position); ``length_window=1``
     is the plain shuffled order.
+
+    Size curriculum (``curriculum_epochs`` > 0, with ``sizes``): in each of the first
+    ``curriculum_epochs`` epochs the shuffled rows are stably sorted by ``sizes`` (e.g. the
+    prompt length, which grows with the maze) before the windows are cut, so the epoch runs from
+    small mazes to large ones, shuffled inside each size; later epochs are plain. Every epoch
+    still visits every row once.
     """
 
     def __init__(self, n_rows: int, batch_size: int, seed: int, lengths: np.ndarray | None = None,
-                 length_window: int = 1) -> None:
+                 length_window: int = 1, sizes: np.ndarray | None = None, curriculum_epochs: int = 0) -> None:
+        if curriculum_epochs < 0:
+            raise ValueError(f"curriculum_epochs must be >= 0, got {curriculum_epochs}")
+        if curriculum_epochs and (sizes is None or len(sizes) != n_rows):
+            raise ValueError("a size curriculum needs one size per training row")
+        self.sizes, self.curriculum_epochs = None if sizes is None else np.asarray(sizes), curriculum_epochs
         if batch_size > n_rows:
             raise ValueError(f"train.batch_size={batch_size} exceeds the {n_rows} training sequences")
         if length_window < 1:
@@ -160,6 +181,8 @@ class DataOrder:
         if epoch != self._epoch:
             self._epoch = epoch
             self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n_rows)
+            if epoch < self.curriculum_epochs:  # small -> large, shuffled within a size
+                self._perm = self._perm[np.argsort(self.sizes[self._perm], kind="stable")]
         if self.window == 1:
             return self._perm[k * self.batch_size : (k + 1) * self.batch_size]
         w, j = divmod(k, self.window)

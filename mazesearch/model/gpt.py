@@ -257,12 +257,19 @@ class GPT(nn.Module):
                 module.weight.fill_(1.0)
                 module.bias.zero_()
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens ``[batch, pos]`` -> logits ``[batch, pos, d_vocab]``; ``positions`` as in
+        :meth:`embed_tokens` (default 0..pos-1; training with ``train.position_ids: random``
+        passes ``[batch, pos]``)."""
+        return self.logits(self.hidden(tokens, positions))
+
+    def hidden(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """The residual stream after the last block ``[batch, pos, d_model]`` (before ln_final)."""
         self._check_tokens(tokens)
-        resid, rotary = self.embed_tokens(tokens)
+        resid, rotary = self.embed_tokens(tokens, positions)
         for block in self.blocks:
             resid = block(resid, rotary)
-        return self.logits(resid)  # [batch, pos, d_vocab]
+        return resid
 
     def _check_tokens(self, tokens: torch.Tensor) -> None:
         if tokens.ndim != 2:

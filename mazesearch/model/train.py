@@ -39,6 +39,8 @@ from mazesearch.model.batches import DataOrder, DeviceBatcher, LMBatch, make_lm_
 from mazesearch.model.runlog import RunLog
 from mazesearch.model.device import resolve_device, set_threads
 from mazesearch.model.gpt import GPT, ModelConfig, save_checkpoint
+from mazesearch.model.objectives import (LookaheadHeads, WithLookahead, lookahead_loss, random_positions,
+                                          target_weights)
 from mazesearch.params import ModelSpec, TrainSpec
 from mazesearch.model.schedule import lr_at, make_optimizer, set_lr
 from mazesearch.data.tokens import PAD, TokenBatch, Vocab
@@ -48,7 +50,8 @@ CHECKPOINT_FILE = "state.pt"
 
 def mean_masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over masked positions, without a host sync (no boolean indexing):
-    every position is scored and the mask weighs them. logits ``[b, T, V]`` -> scalar."""
+    every position is scored and the mask weighs them (a float ``mask`` gives a weighted mean:
+    sum w * ce / sum w). logits ``[b, T, V]`` -> scalar."""
     per_token = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")  # [b*T]
     weights = mask.flatten().to(per_token.dtype)
     return (per_token * weights).sum() / weights.sum().clamp(min=1.0)
@@ -80,6 +83,20 @@ def resolve_n_ctx(n_ctx: int | None, *token_sets: TokenBatch) -> int:
     return n_ctx
 
 
+def check_max_position(ts: TrainSpec, cfg: ModelConfig, longest: int) -> int:
+    """The range ``[0, P)`` random position ids are drawn from: ``train.max_position``, default
+    ``n_ctx``. It must hold the longest input (``longest - 1`` positions); learned position
+    embeddings exist only below ``n_ctx``."""
+    p = cfg.n_ctx if ts.max_position is None else ts.max_position
+    if ts.position_ids == "random":
+        if cfg.positional == "learned" and p > cfg.n_ctx:
+            raise ValueError(f"train.max_position={p} exceeds model.n_ctx={cfg.n_ctx}: learned positions end there")
+        if p < longest - 1:
+            raise ValueError(f"train.max_position={p} is smaller than the longest training input ({longest - 1} "
+                             "positions)")
+    return p
+
+
 def model_config(spec: ModelSpec, n_ctx: int, d_vocab: int) -> ModelConfig:
     return ModelConfig(
         d_model=spec.d_model, n_layers=spec.n_layers, n_heads=spec.n_heads, d_head=spec.d_head,
@@ -100,10 +117,13 @@ def autocast(device: torch.device | str, bf16: bool):
 
 def train_step(
     model: nn.Module, optimizer: torch.optim.Optimizer, batch: LMBatch, grad_clip: float,
-    bf16: bool = False, dist: distributed.Dist | None = None,
+    bf16: bool = False, dist: distributed.Dist | None = None, lookahead_weight: float = 0.0,
 ) -> torch.Tensor:
     """One optimisation step: forward (under :func:`autocast`), masked mean cross-entropy over
-    ``batch.loss_mask``, backward, gradient clipping at ``grad_clip``, optimizer step.
+    ``batch.loss_mask`` (weighted by ``batch.loss_weight`` when the batch has one), plus
+    ``lookahead_weight`` x the lookahead heads' loss when ``model`` has them
+    (mazesearch.model.objectives.WithLookahead), backward, gradient clipping at ``grad_clip``,
+    optimizer step.
 
     The one training step of the project: stage train (single process and under torchrun, where
     ``model`` is the DistributedDataParallel wrapper and the loss is this rank's share of the
@@ -112,11 +132,15 @@ def train_step(
     """
     device = batch.inputs.device
     with autocast(device, bf16):
-        logits = model(batch.inputs)  # [b, T-1, V]
+        out = model(batch.inputs) if batch.positions is None else model(batch.inputs, batch.positions)
+    logits, ahead = out if isinstance(out, tuple) else (out, None)  # [b, T-1, V], k x [b, T-1, V]
+    weights = batch.loss_mask if batch.loss_weight is None else batch.loss_weight
     if dist is None:
-        loss = mean_masked_cross_entropy(logits, batch.targets, batch.loss_mask)
+        loss = mean_masked_cross_entropy(logits, batch.targets, weights)
     else:
-        loss = distributed.shard_loss(logits, batch.targets, batch.loss_mask, dist.world)
+        loss = distributed.shard_loss(logits, batch.targets, weights, dist.world)
+    if ahead is not None:
+        loss = loss + lookahead_weight * lookahead_loss(ahead, batch.targets, batch.path_mask)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -131,12 +155,15 @@ def train_step(
 def evaluate_teacher_forced(
     model: nn.Module, tokens: TokenBatch, rows: np.ndarray, pad_id: int, batch_size: int,
     loss_on: Literal["path", "all"] = "path", device: torch.device | str = "cpu", bf16: bool = False,
+    random_positions_from: tuple[int, int] | None = None,
 ) -> dict[str, float]:
     """Loss over the ``loss_on`` targets (``loss``) and over path targets (``path_loss``),
     exact-path rate and path-token accuracy.
 
     A maze counts as exact iff the argmax is right at every path target; that is the same as
-    greedy decoding reproducing the stored path and ``<PATH_END>`` exactly.
+    greedy decoding reproducing the stored path and ``<PATH_END>`` exactly. Positions are
+    0..T-1, or with ``random_positions_from=(seed, max_position)`` the training scheme's random
+    sorted ids (:func:`~mazesearch.model.objectives.random_positions`, one draw per batch).
     """
     device = torch.device(device)
     was_training = model.training
@@ -145,8 +172,13 @@ def evaluate_teacher_forced(
     rows = np.asarray(rows, dtype=np.int64)
     for start in range(0, len(rows), batch_size):
         batch = make_lm_batch(tokens, rows[start : start + batch_size], pad_id, loss_on, device)
+        positions = None
+        if random_positions_from is not None:
+            seed, max_position = random_positions_from
+            b, width = batch.inputs.shape
+            positions = torch.from_numpy(random_positions(seed, start, b, width, max_position)).to(device)
         with autocast(device, bf16):
-            logits = model(batch.inputs)  # [b, T-1, V]
+            logits = model(batch.inputs) if positions is None else model(batch.inputs, positions)  # [b, T-1, V]
         loss, n = masked_cross_entropy(logits, batch.targets, batch.loss_mask)
         path_loss, n_path = masked_cross_entropy(logits, batch.targets, batch.path_mask)
         right = logits.argmax(-1) == batch.targets  # [b, T-1]
@@ -284,10 +316,15 @@ def train(
             raise ValueError(f"the {name} token set is empty")
     pad_id = vocab.token_to_id[PAD]
     cfg = model_config(model_spec, resolve_n_ctx(model_spec.n_ctx, train_tokens, val_tokens), len(vocab))
-    order = DataOrder(len(train_tokens), ts.batch_size, ts.seed, train_tokens.lengths, ts.length_window)
+    order = DataOrder(len(train_tokens), ts.batch_size, ts.seed, train_tokens.lengths, ts.length_window,
+                      sizes=train_tokens.prompt_len, curriculum_epochs=ts.curriculum_epochs)
     distributed.check_batch(ts.batch_size, dist)
+    max_position = check_max_position(ts, cfg, longest_sequence(train_tokens))
     model = GPT(cfg, seed=model_spec.seed).to(device)
-    optimizer = make_optimizer(model, ts.lr, ts.weight_decay, ts.beta1, ts.beta2, fused_ok=device.type == "cuda")
+    # the lookahead heads train beside the GPT and are dropped at the end: the result is the GPT
+    trainable = model if not ts.lookahead else WithLookahead(
+        model, LookaheadHeads(cfg.d_model, cfg.d_vocab, ts.lookahead, model_spec.seed).to(device))
+    optimizer = make_optimizer(trainable, ts.lr, ts.weight_decay, ts.beta1, ts.beta2, fused_ok=device.type == "cuda")
     fingerprint = run_fingerprint(model_spec, ts, cfg, device, train_tokens, val_tokens, vocab)
 
     log = RunLog(live_dir if main else None)
@@ -298,7 +335,7 @@ def train(
         shutil.rmtree(snapshot_dir, ignore_errors=True)  # a fresh run: no snapshot of another run
     snap_at = set(snapshot_steps(ts.max_steps, ts.n_snapshots)) if snapshot_dir is not None else set()
     if state is not None:
-        model.load_state_dict(state["model"])
+        trainable.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         log.load_state_dict(state["log"])
         step, tokens_seen, window = state["step"], state["tokens_seen"], list(state["window"])
@@ -312,24 +349,30 @@ def train(
         save_training_state(checkpoint_dir, {
             "fingerprint": fingerprint, "step": step, "tokens_seen": tokens_seen,
             "window": [float(loss_window), window[1]],
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "log": log.state_dict(),
+            "model": trainable.state_dict(), "optimizer": optimizer.state_dict(), "log": log.state_dict(),
             "data_order": {"seed": ts.seed, "batch_size": ts.batch_size, "rng": "default_rng([seed, epoch])"},
         })
 
     quick_val = np.arange(min(len(val_tokens), ts.eval_batches * ts.batch_size))
-    batcher = DeviceBatcher(train_tokens, pad_id, ts.loss_on, device)
+    batcher = DeviceBatcher(train_tokens, pad_id, ts.loss_on, device,
+                            target_weight=target_weights(train_tokens, vocab, ts.decision_weight))
     loss_window = torch.tensor(window[0], dtype=torch.float64, device=device)  # window[0] on the device
     computed = real = 0  # input positions computed / real (not padding), for padding_frac
     bar = _progress_bar(ts.max_steps, step, progress and main)
-    train_model = distributed.wrap(model, dist, device)  # DistributedDataParallel under torchrun
-    model.train()
+    train_model = distributed.wrap(trainable, dist, device)  # DistributedDataParallel under torchrun
+    trainable.train()
     t_loop = t_window = time.perf_counter()
     tok_window = 0
     while step < ts.max_steps:
         set_lr(optimizer, lr_at(step, ts.lr, ts.warmup_steps, ts.max_steps, ts.min_lr_frac))
         rows = order.rows(step)  # the global batch; each process takes its slice
         batch = batcher.batch(rows if dist is None else rows[dist.rank :: dist.world])
-        loss = train_step(train_model, optimizer, batch, ts.grad_clip, ts.bf16, dist)
+        if ts.position_ids == "random":  # drawn for the global batch: each process takes its rows
+            width = int(batcher.lengths[rows].max()) - 1
+            pos = random_positions(ts.seed, step, len(rows), width, max_position)
+            pos = pos if dist is None else pos[dist.rank :: dist.world]
+            batch.positions = torch.from_numpy(np.ascontiguousarray(pos[:, : batch.inputs.shape[1]])).to(device)
+        loss = train_step(train_model, optimizer, batch, ts.grad_clip, ts.bf16, dist, ts.lookahead_weight)
         step += 1
         n_tokens = batch.n_tokens if dist is None else int(batcher.lengths[rows].sum())  # the global batch's
         tokens_seen += n_tokens

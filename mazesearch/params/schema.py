@@ -126,6 +126,13 @@ class TrainSpec(_Strict):
     seed: int = Field(default=0, ge=0)
     length_window: int = Field(default=1, ge=1)  # batches per length-sorted window (1: no bucketing)
     n_snapshots: int = Field(default=0, ge=0)  # evenly spaced weight snapshots for stage dynamics
+    # sample-efficiency levers (issue 26; mazesearch/model/objectives.py), off by default
+    decision_weight: float = Field(default=1.0, gt=0.0)  # loss weight of moves out of a decision cell
+    position_ids: Literal["contiguous", "random"] = "contiguous"  # random: sorted sample of [0, max_position)
+    max_position: int | None = Field(default=None, gt=0)  # None: model n_ctx
+    curriculum_epochs: int = Field(default=0, ge=0)  # epochs ordered small -> large maze (prompt length)
+    lookahead: int = Field(default=0, ge=0, le=8)  # auxiliary heads: the path token 2..k+1 ahead
+    lookahead_weight: float = Field(default=0.5, ge=0.0)  # their loss weight
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> "TrainSpec":
