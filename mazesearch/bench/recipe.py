@@ -9,6 +9,9 @@ chosen suites (default: every suite) with the random-at-forks baseline, and writ
 and per suite the exact-path rate of model and baseline with 95% Wilson intervals (with
 ``train.position_ids: random``, also the model's rate at random position ids, the training scheme). Nothing under
 data/, models/ or reports/ other than that file is touched: it is a measurement, not a run.
+``--checkpoint-dir DIR`` keeps the resumable training state there (a killed run resumes) and,
+with ``--track``, scores every weight snapshot (``train.n_snapshots``) on each suite: the JSON's
+``snapshots`` curve (n+1 dips, then recovers, as training goes on).
 """
 
 from __future__ import annotations
@@ -38,7 +41,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--suites", help="comma-separated suites to evaluate (default: all)")
+    ap.add_argument("--checkpoint-dir", help="keep resumable training state and the weight snapshots here "
+                    "(a killed run resumes; default: none)")
+    ap.add_argument("--track", action="store_true",
+                    help="also score every weight snapshot (train.n_snapshots) on each suite, teacher forced")
     args = ap.parse_args(argv)
+    if args.track and not args.checkpoint_dir:
+        raise SystemExit("error: --track needs --checkpoint-dir (the snapshots are written there)")
 
     from mazesearch.params import parse_params
 
@@ -68,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
 
     t1 = time.perf_counter()
     result = train(p.model, p.train, encode(train_batch, vocab, opts), encode(batches["val"], vocab, opts), vocab,
-                   progress=False)
+                   checkpoint_dir=args.checkpoint_dir, progress=False)
     train_s = time.perf_counter() - t1
 
     t2 = time.perf_counter()
@@ -93,14 +102,46 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {suite}: model {rows[suite]['model_exact']}, baseline {rows[suite]['baseline_exact']:.3f}"
               + (f", at random position ids {rows[suite]['model_exact_random_positions']:.3f}"
                  if "model_exact_random_positions" in rows[suite] else ""), flush=True)
+    snapshots = _track(Path(args.checkpoint_dir), p, suites, batches, vocab, opts_of) if args.track else None
     eval_s = time.perf_counter() - t2
     doc = {"benchmark": "recipe", "name": args.name, "overrides": args.set,
            "train_data": train_info, "minutes": {"data": data_s / 60, "train": train_s / 60, "evaluate": eval_s / 60},
            "train_tokens_per_s": result.tokens_per_s, "train_padding_frac": result.padding_frac,
-           "val": result.metrics, "suites": rows, "machine": machine_info()}
+           "val": result.metrics, "suites": rows, "snapshots": snapshots, "machine": machine_info()}
     write_report(f"reports/bench/recipe-{args.name}.json", doc)
     print(f"recipe {args.name}: train {train_s / 60:.1f} min at {result.tokens_per_s:.0f} tokens/s, "
           f"val exact {result.metrics['val_exact_path']:.3f} -> reports/bench/recipe-{args.name}.json")
+
+
+def _track(checkpoint_dir: Path, p, suites, batches, vocab, opts_of) -> list[dict]:
+    """Per weight snapshot (step order): its teacher-forced exact-path rate on each suite (the
+    same as greedy decoding's, model/train.py). n+1 is not monotonic in training: this is its curve."""
+    import numpy as np
+
+    from mazesearch.data.tokens import encode
+    from mazesearch.model.gpt import load_gpt
+    from mazesearch.model.train import SNAPSHOTS, evaluate_teacher_forced
+
+    tokens = {}
+    for suite in suites:
+        spec = p.evaluate.suites[suite]
+        batch = batches[spec.dataset]
+        if spec.n_mazes is not None:
+            batch = batch.take(np.arange(min(spec.n_mazes, len(batch))))
+        tokens[suite] = encode(batch, vocab, opts_of(suite))
+    out = []
+    for snap in sorted((checkpoint_dir / SNAPSHOTS).glob("step_*")):
+        model = load_gpt(snap).eval()
+        row = {"step": int(snap.name.split("_")[1])}
+        for suite, tb in tokens.items():
+            if int(tb.lengths.max()) > model.cfg.n_ctx:
+                continue  # a suite longer than the context: the evaluation marks it unfeedable
+            row[suite] = evaluate_teacher_forced(model, tb, np.arange(len(tb)), vocab.pad_id,
+                                                 p.evaluate.batch_size)["exact_path"]
+        out.append(row)
+        print("  snapshot " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
+              flush=True)
+    return out
 
 
 def _exact_at_random_positions(model, p, batch, vocab, opts) -> float:
