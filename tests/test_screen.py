@@ -44,3 +44,21 @@ def test_run_refuses_an_unknown_lever(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match="unknown lever"):
         screen.main(["run", "--only", "base,nope"])
+
+
+def test_instrument_rows_put_each_score_beside_its_controls():
+    from mazesearch.bench import instruments
+
+    files = {
+        "reports/eval/suites/test.json": {"model_exact": 0.9, "model_exact_lo": 0.88, "model_exact_hi": 0.92,
+                                          "baseline_exact": 0.3},
+        "reports/probes/metrics/walls.json": {"best_layer": "blocks.2.hook_resid_post", "test_score": 0.8,
+                                              "selectivity_vs_random_init": 0.3, "selectivity_vs_permuted": None},
+        "reports/reach/metrics.json": {"target": {"embed": 0, "blocks.0.hook_resid_post": 2},
+                                       "current": {"embed": 1, "blocks.0.hook_resid_post": 3}},
+    }
+    rows = instruments.rows(files.get)
+    assert rows["exact: test (baseline)"] == "0.900 [0.880, 0.920] (0.300)"
+    assert rows["probe walls: trained / random-init / permuted"] == "0.800 / 0.500 / — at blocks.2"
+    assert rows["reach (target): k per layer"] == "0 2" and rows["reach (current): k per layer"] == "1 3"
+    assert rows["exact: size_5 (baseline)"] == "—" and rows["faithfulness: k heads for 95% (ranked / random / ablation order) of n"] == "—"
