@@ -12,7 +12,7 @@ from mazesearch.evaluation.stats import wilson_interval
 def recipe_json(root, name, rates, tps=50_000.0):
     suites = {s: {"grid_n": 7, "n_mazes": n, "feedable": True, "model_exact": k / n, "model_ci95": [0, 1],
                   "baseline_exact": 0.2, "baseline_ci95": [0, 1]} for s, (k, n) in rates.items()}
-    doc = {"name": name, "overrides": [f"train.max_steps=10", "model.seed=0", "train.seed=0", "train.lr=0.001"],
+    doc = {"name": name, "overrides": ["train.max_steps=10", "model.seed=0", "train.seed=0", "train.lr=0.001"],
            "minutes": {"train": 2.0}, "train_tokens_per_s": tps, "suites": suites}
     (root / f"recipe-{name}.json").write_text(json.dumps(doc))
 
