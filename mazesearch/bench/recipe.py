@@ -85,10 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     opts_of = lambda suite: TokenizerOptions(**suite_tokenizer(p, suite))  # noqa: E731
     rows = {}
     for suite in suites:
-        spec = p.evaluate.suites[suite]
-        batch = batches[spec.dataset]
-        if spec.n_mazes is not None:
-            batch = batch.take(np.arange(min(spec.n_mazes, len(batch))))
+        batch = _suite_mazes(p, batches, suite)
         report = evaluate_suite(model, batch, vocab, opts_of(suite),
                                 baseline_seed=p.evaluate.baseline_seed, batch_size=p.evaluate.batch_size).report
         ci = report["exact_path_ci95"]
@@ -113,6 +110,15 @@ def main(argv: list[str] | None = None) -> None:
           f"val exact {result.metrics['val_exact_path']:.3f} -> reports/bench/recipe-{args.name}.json")
 
 
+def _suite_mazes(p, batches: dict, suite: str):
+    """The mazes suite ``suite`` evaluates: its dataset's, the first ``n_mazes`` when set."""
+    import numpy as np
+
+    spec = p.evaluate.suites[suite]
+    batch = batches[spec.dataset]
+    return batch if spec.n_mazes is None else batch.take(np.arange(min(spec.n_mazes, len(batch))))
+
+
 def _track(checkpoint_dir: Path, p, suites, batches, vocab, opts_of) -> list[dict]:
     """Per weight snapshot (step order): its teacher-forced exact-path rate on each suite (the
     same as greedy decoding's, model/train.py). n+1 is not monotonic in training: this is its curve."""
@@ -122,13 +128,7 @@ def _track(checkpoint_dir: Path, p, suites, batches, vocab, opts_of) -> list[dic
     from mazesearch.model.gpt import load_gpt
     from mazesearch.model.train import SNAPSHOTS, evaluate_teacher_forced
 
-    tokens = {}
-    for suite in suites:
-        spec = p.evaluate.suites[suite]
-        batch = batches[spec.dataset]
-        if spec.n_mazes is not None:
-            batch = batch.take(np.arange(min(spec.n_mazes, len(batch))))
-        tokens[suite] = encode(batch, vocab, opts_of(suite))
+    tokens = {suite: encode(_suite_mazes(p, batches, suite), vocab, opts_of(suite)) for suite in suites}
     out = []
     for snap in sorted((checkpoint_dir / SNAPSHOTS).glob("step_*")):
         model = load_gpt(snap).eval()
