@@ -58,8 +58,6 @@ def main(argv: list[str] | None = None) -> None:
     p = parse_params(raw)
     suites = args.suites.split(",") if args.suites else list(p.evaluate.suites)
 
-    import numpy as np
-
     from mazesearch.data.dataset import build_mazes
     from mazesearch.data.tokens import TokenizerOptions, Vocab, encode
     from mazesearch.evaluation.suite import evaluate_suite

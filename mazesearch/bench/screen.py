@@ -63,7 +63,9 @@ def run(args) -> None:
     if unknown:
         raise SystemExit(f"error: unknown lever(s) {unknown}; known: {', '.join(LEVERS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
-    batch = 64  # params.yaml's train.batch_size; the {sequences} placeholder uses it
+    from mazesearch.params import load_params
+
+    batch = load_params(args.params).train.batch_size  # the {sequences} placeholder: one epoch = the proxy
     for seed in seeds:  # every lever's first seed first: an early look at all of them
         for lever in levers:
             name = f"{args.prefix}-{lever}-seed{seed}"
@@ -71,7 +73,8 @@ def run(args) -> None:
                 continue
             sets = [s.format(half=args.steps // 2, sequences=args.steps * batch, eqtime=round(args.steps * 1.4))
                     for s in LEVERS[lever]]
-            cmd = [sys.executable, "-m", "mazesearch.bench", "recipe", name, "--suites", ",".join(SUITES),
+            cmd = [sys.executable, "-m", "mazesearch.bench", "recipe", name, "--params", args.params,
+                   "--suites", ",".join(SUITES),
                    "--set", f"train.max_steps={args.steps}", "--set", f"model.seed={seed}",
                    "--set", f"train.seed={seed}"]
             for s in sets:
@@ -131,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--seeds", default="0,1")
     r.add_argument("--only", help="comma-separated levers (default: all)")
     r.add_argument("--prefix", default="s1")
+    r.add_argument("--params", default="params.yaml", help="the params file the recipes start from")
     t = sub.add_parser("table", help="write reports/bench/screen-<prefix>.md")
     t.add_argument("--prefix", default="s1")
     args = ap.parse_args(argv)
