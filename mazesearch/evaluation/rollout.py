@@ -13,6 +13,12 @@ Two decoders share one loop (``_decode``):
 Both sort prompts by length so a batch pads little, stop a row at ``<PATH_END>`` or its cap,
 drop finished rows from the batch as they accumulate, and stop when every row is done. Greedy
 means ``argmax`` (ties go to the lowest id): same model, same prompts -> same output.
+
+Both take an optional ``intervention`` (:class:`mazesearch.model.intervention.Intervention`: added
+vectors, replaced residuals, ablated heads) that every forward pass of the rollout runs under;
+its per-row tensors belong to the caller's prompts, its positions are positions in each sequence
+(the cached decoder's left padding is accounted for here). This is the one way to roll out under
+an edit: steering and faithfulness (mazesearch.interp.intervene) call it.
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from mazesearch.model.intervention import Intervention, intervened
+
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # LongTensor [batch, pos] -> [batch, pos, vocab]
 COMPACT_BELOW = 0.75  # drop finished rows once fewer than this fraction of the batch is alive
 
 
-def _check_prompts(prompts: Sequence[np.ndarray]) -> np.ndarray:
+def check_prompts(prompts: Sequence[np.ndarray]) -> np.ndarray:
     lengths = np.array([len(p) for p in prompts], dtype=np.int64)
     if len(prompts) and lengths.min() < 1:
         raise ValueError(f"prompt {int(np.argmin(lengths))} is empty: every prompt needs at least one token")
@@ -49,11 +57,25 @@ def _row_caps(lengths: np.ndarray, max_new_tokens: int, n_ctx: int | None) -> np
 # ---------------------------------------------------------------------------- decoder states
 
 
-class _Recompute:
-    """Right-padded token buffer; every step re-runs ``logits_fn`` over all of it."""
+def _check_intervention(model, intervention: Intervention | None, n_prompts: int) -> None:
+    if intervention is None:
+        return
+    if not _is_gpt(model):
+        raise ValueError("an intervention needs our GPT (its hooks), not a plain logits function")
+    intervention.check(model)
+    rows = intervention.n_rows()
+    if rows is not None and rows != n_prompts:
+        raise ValueError(f"the intervention's per-row tensors have {rows} rows, but there are {n_prompts} sequences")
 
-    def __init__(self, logits_fn: LogitsFn, prompts: list[np.ndarray], pad_id: int, width: int, device):
-        self.logits_fn = logits_fn
+
+class _Recompute:
+    """Right-padded token buffer; every step re-runs ``logits_fn`` over all of it (under the
+    intervention, if any: column j is position j)."""
+
+    def __init__(self, logits_fn: LogitsFn, prompts: list[np.ndarray], pad_id: int, width: int, device,
+                 rows: np.ndarray | None = None, intervention: Intervention | None = None):
+        self.logits_fn, self.intervention = logits_fn, intervention
+        self.rows = None if rows is None else torch.as_tensor(rows, dtype=torch.long)  # caller's prompt indices
         lengths = torch.tensor([len(p) for p in prompts], dtype=torch.long)
         self.buf = torch.full((len(prompts), width), pad_id, dtype=torch.long)
         for r, p in enumerate(prompts):
@@ -62,7 +84,11 @@ class _Recompute:
 
     def next_logits(self) -> torch.Tensor:  # [rows, vocab]
         width = int(self.cur.max())
-        logits = self.logits_fn(self.buf[:, :width])  # [rows, width, vocab]
+        if self.intervention is None:
+            logits = self.logits_fn(self.buf[:, :width])  # [rows, width, vocab]
+        else:
+            with intervened(self.logits_fn, self.intervention, self.rows):
+                logits = self.logits_fn(self.buf[:, :width])
         # Causal attention: the pads right of a row's end never reach its last real position.
         return logits[torch.arange(len(self.cur), device=self.cur.device), self.cur - 1]
 
@@ -74,6 +100,8 @@ class _Recompute:
 
     def keep(self, rows: torch.Tensor) -> None:
         self.buf, self.cur = self.buf[rows], self.cur[rows]
+        if self.rows is not None:
+            self.rows = self.rows[rows.cpu()]
 
 
 class _KVCache:
@@ -85,8 +113,11 @@ class _KVCache:
     """
 
     def __init__(self, model, prompts: list[np.ndarray], pad_id: int, width: int, device,
-                 teacher: list[np.ndarray] | None = None):
+                 teacher: list[np.ndarray] | None = None, rows: np.ndarray | None = None,
+                 intervention: Intervention | None = None):
         self.model, cfg = model, model.cfg
+        self.intervention = intervention
+        self.rows = None if rows is None else torch.as_tensor(rows, dtype=torch.long)  # caller's prompt indices
         lengths = np.array([len(p) for p in prompts], dtype=np.int64)
         L = int(lengths.max())
         T = max((len(t) for t in teacher), default=0) if teacher is not None else 0
@@ -107,11 +138,9 @@ class _KVCache:
         self.teacher_argmax = logits[:, :T].argmax(-1) if T else None  # [rows, T]
         self.col = L  # decoding overwrites the teacher's columns from here on
 
-    def _positions(self, start: int, t: int) -> torch.Tensor:  # [rows, t]
+    def _positions(self, start: int, t: int) -> torch.Tensor:  # [rows, t]: pads negative
         cols = torch.arange(start, start + t, device=self.device)
-        # Clamped: pad columns, and finished rows still riding along past their cap, get some
-        # valid position; their outputs are never used.
-        return (cols[None, :] - self.pad[:, None]).clamp(0, self.max_pos)
+        return cols[None, :] - self.pad[:, None]
 
     def _mask(self, start: int, t: int) -> torch.Tensor | None:  # [rows, 1, t, start + t] or None
         if not self.padded:
@@ -129,7 +158,16 @@ class _KVCache:
         every column from there to the end [rows, cols, vocab].
         """
         t = tokens.shape[1]
-        resid = self.model.forward_cached(tokens, self.kv, start, self._positions(start, t), self._mask(start, t))
+        positions = self._positions(start, t)
+        # Clamped for the model: pad columns, and finished rows still riding along past their cap,
+        # get some valid position; their outputs are never used. The intervention sees the true
+        # ones (pads negative: never edited).
+        args = (tokens, self.kv, start, positions.clamp(0, self.max_pos), self._mask(start, t))
+        if self.intervention is None:
+            resid = self.model.forward_cached(*args)
+        else:
+            with intervened(self.model, self.intervention, self.rows, positions):
+                resid = self.model.forward_cached(*args)
         if first_logit_col is None:
             return self.model.logits(resid[:, -1])  # [rows, vocab]
         return self.model.logits(resid[:, first_logit_col - start :])  # [rows, cols, vocab]
@@ -143,6 +181,8 @@ class _KVCache:
 
     def keep(self, rows: torch.Tensor) -> None:
         self.pad = self.pad[rows]
+        if self.rows is not None:
+            self.rows = self.rows[rows.cpu()]
         self.teacher_argmax = None  # already collected by the loop
         self.kv = [(k[rows], v[rows]) for k, v in self.kv]
         self._last = self._last[rows]
@@ -208,15 +248,19 @@ def greedy_rollout(
     batch_size: int = 256,
     n_ctx: int | None = None,
     device: str | torch.device = "cpu",
+    intervention: Intervention | None = None,
 ) -> list[np.ndarray]:
     """Greedy continuation of every prompt with any ``logits_fn`` (full recompute per step).
 
     Returns, per prompt in input order, the generated ids ``int32 [k]``: up to and including
     ``end_id``, or ``min(max_new_tokens, n_ctx - len(prompt))`` tokens if it never came.
+    ``intervention`` (``logits_fn`` must then be our GPT): active at every step.
     """
-    lengths = _check_prompts(prompts)
+    lengths = check_prompts(prompts)
     caps = _row_caps(lengths, max_new_tokens, n_ctx)
-    make = lambda rows, width: _Recompute(logits_fn, [prompts[r] for r in rows], pad_id, width, device)  # noqa: E731
+    _check_intervention(logits_fn, intervention, len(prompts))
+    make = lambda rows, width: _Recompute(logits_fn, [prompts[r] for r in rows], pad_id, width, device,  # noqa: E731
+                                          rows, intervention)
     return _decode(make, prompts, caps, end_id, batch_size, device)[0]
 
 
@@ -229,11 +273,15 @@ def greedy_rollout_cached(
     batch_size: int = 256,
     device: str | torch.device | None = None,
     teacher: Sequence[np.ndarray] | None = None,
+    intervention: Intervention | None = None,
+    n_ctx: int | None = None,
 ):
     """:func:`greedy_rollout` for a :class:`mazesearch.model.gpt.GPT`, with a key/value cache.
 
     Learned positions cap every sequence at ``model.cfg.n_ctx``; rotary models have no position
-    table and may run past the length they were trained on.
+    table and may run past the length they were trained on, unless ``n_ctx`` caps them too.
+    ``intervention``: active in every forward pass (the prompt pass included), at the same
+    sequence positions as in :func:`greedy_rollout` (tests/test_intervene.py: equal tokens).
 
     ``teacher`` (optional, one token array per prompt, e.g. the true path) rides along in the
     prompt pass for free: then returns ``(generated, teacher_argmax)`` where
@@ -241,9 +289,11 @@ def greedy_rollout_cached(
     ``prompt + teacher[i][:k]`` (entry 0 equals the first generated token).
     """
     device = next(model.parameters()).device if device is None else torch.device(device)
-    lengths = _check_prompts(prompts)
-    n_ctx = model.cfg.n_ctx if model.cfg.positional == "learned" else None
+    lengths = check_prompts(prompts)
+    if model.cfg.positional == "learned":
+        n_ctx = model.cfg.n_ctx if n_ctx is None else min(n_ctx, model.cfg.n_ctx)
     caps = _row_caps(lengths, max_new_tokens, n_ctx)
+    _check_intervention(model, intervention, len(prompts))
     teacher_lengths = None
     if teacher is not None:
         if len(teacher) != len(prompts):
@@ -257,7 +307,8 @@ def greedy_rollout_cached(
     try:
         def make(rows, width):
             chunk = [prompts[r] for r in rows]
-            return _KVCache(model, chunk, pad_id, width, device, None if teacher is None else [teacher[r] for r in rows])
+            return _KVCache(model, chunk, pad_id, width, device, None if teacher is None else [teacher[r] for r in rows],
+                            rows, intervention)
 
         generated, teacher_argmax = _decode(make, prompts, caps, end_id, batch_size, device, teacher_lengths)
     finally:
@@ -281,7 +332,7 @@ def teacher_forced_argmax(
     """
     if len(positions) != len(sequences):
         raise ValueError(f"positions has {len(positions)} entries, sequences has {len(sequences)}")
-    lengths = _check_prompts(sequences)
+    lengths = check_prompts(sequences)
     for i, pos in enumerate(positions):
         pos = np.asarray(pos)
         if pos.size and (pos.min() < 0 or pos.max() >= lengths[i]):
