@@ -14,7 +14,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
 	touch $@
 
-install: $(VENV)/.installed
+# `dvc plots show` / `dvc plots diff` draw offline: .dvc/config points plots.html_template at this
+# page, which inlines vega, vega-lite and vega-embed (npm tarballs at pinned versions, fetched once
+# into build/vega/ and checked against their sha512: tools/plots_template.py). npm runs only here.
+build/plots_template.html: tools/plots_template.py
+	$(PY) tools/plots_template.py $@
+
+install: $(VENV)/.installed build/plots_template.html
 
 # Stages run `python -m stages.<name>`: put the venv first on PATH so that is our python.
 demo: install
