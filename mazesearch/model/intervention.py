@@ -6,6 +6,8 @@ An :class:`Intervention` edits one forward pass of :class:`mazesearch.model.gpt.
 places TransformerLens names (tests/test_intervene.py checks each against the bridge):
 
 * ``add[l]``: a vector added to ``blocks.{l}.hook_resid_post`` (the output of block l);
+* ``add_pre[l]``: a vector added to ``blocks.{l}.hook_resid_pre`` (the input of block l: the
+  embeddings for l = 0, else the same point as ``add[l-1]``, which runs first);
 * ``replace[l]``: ``fn(resid) -> resid`` applied there (e.g. a sparse autoencoder's reconstruction);
   at a layer with both, ``replace`` runs first, then ``add``;
 * ``ablate``/``head_means``: chosen heads' ``blocks.{l}.attn.hook_z`` replaced by a fixed vector
@@ -33,6 +35,7 @@ from mazesearch.model.gpt import GPT
 class Intervention:
     add: dict[int, torch.Tensor] = dataclasses.field(default_factory=dict)  # l -> [batch, d_model] | [d_model]
     replace: dict[int, Callable[[torch.Tensor], torch.Tensor]] = dataclasses.field(default_factory=dict)
+    add_pre: dict[int, torch.Tensor] = dataclasses.field(default_factory=dict)  # l -> [batch, d_model] | [d_model]
     ablate: torch.Tensor | None = None  # bool [n_layers, n_heads]: True = z replaced by head_means
     head_means: torch.Tensor | None = None  # [n_layers, n_heads, d_head]
     from_pos: int | torch.Tensor = 0  # add/replace at positions >= from_pos; int or long [batch]
@@ -40,7 +43,7 @@ class Intervention:
 
     def n_rows(self) -> int | None:
         """Rows the per-row tensors cover (None if there are none)."""
-        sizes = {int(v.shape[0]) for v in self.add.values() if v.ndim == 2}
+        sizes = {int(v.shape[0]) for v in (*self.add.values(), *self.add_pre.values()) if v.ndim == 2}
         for bound in (self.from_pos, self.to_pos):
             if isinstance(bound, torch.Tensor) and bound.ndim == 1:
                 sizes.add(int(bound.shape[0]))
@@ -50,14 +53,15 @@ class Intervention:
 
     def check(self, model: GPT) -> None:
         cfg = model.cfg
-        for kind, layers in (("add", self.add), ("replace", self.replace)):
+        for kind, layers in (("add", self.add), ("add_pre", self.add_pre), ("replace", self.replace)):
             bad = [l for l in layers if not (isinstance(l, int) and 0 <= l < cfg.n_layers)]
             if bad:
                 raise ValueError(f"Intervention.{kind} has layers {bad}; the model has layers 0..{cfg.n_layers - 1}")
-        for l, v in self.add.items():
-            if v.ndim not in (1, 2) or v.shape[-1] != cfg.d_model:
-                raise ValueError(f"Intervention.add[{l}] must be [d_model] or [batch, d_model] with "
-                                 f"d_model={cfg.d_model}, got {tuple(v.shape)}")
+        for kind, layers in (("add", self.add), ("add_pre", self.add_pre)):
+            for l, v in layers.items():
+                if v.ndim not in (1, 2) or v.shape[-1] != cfg.d_model:
+                    raise ValueError(f"Intervention.{kind}[{l}] must be [d_model] or [batch, d_model] with "
+                                     f"d_model={cfg.d_model}, got {tuple(v.shape)}")
         for name in ("from_pos", "to_pos"):
             bound = getattr(self, name)
             if isinstance(bound, torch.Tensor) and bound.ndim not in (0, 1):
@@ -105,23 +109,35 @@ def intervened(model: GPT, iv: Intervention, rows: torch.Tensor | np.ndarray | N
     rows = None if rows is None else torch.as_tensor(rows, dtype=torch.long)  # [batch]
     handles = []
 
+    def window(resid: torch.Tensor) -> torch.Tensor:  # resid [batch, pos, d] -> bool [batch, pos, 1]
+        batch, pos, _ = resid.shape
+        cols = (torch.arange(pos, device=resid.device)[None, :] if positions is None
+                else positions.to(resid.device))  # [1 | batch, pos]
+        mask = cols >= _bound(iv.from_pos, rows, resid)  # [1 | batch, pos]
+        if iv.to_pos is not None:
+            mask = mask & (cols < _bound(iv.to_pos, rows, resid))
+        return mask.expand(batch, pos)[..., None]
+
+    def added(resid: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        v = v.to(resid.dtype)
+        v = _pick(v, rows, resid) if v.ndim == 2 else v.to(resid.device)  # [batch | 1, d_model]
+        return resid + mask * v.reshape(-1, 1, v.shape[-1])
+
     def post_hook(layer: int):
         def hook(module, args, resid):  # resid: [batch, pos, d_model]
-            batch, pos, _ = resid.shape
-            cols = (torch.arange(pos, device=resid.device)[None, :] if positions is None
-                    else positions.to(resid.device))  # [1 | batch, pos]
-            mask = cols >= _bound(iv.from_pos, rows, resid)  # [1 | batch, pos]
-            if iv.to_pos is not None:
-                mask = mask & (cols < _bound(iv.to_pos, rows, resid))
-            mask = mask.expand(batch, pos)[..., None]  # [batch, pos, 1]
+            mask = window(resid)
             new = resid
             if layer in iv.replace:
                 new = torch.where(mask, iv.replace[layer](new), new)
             if layer in iv.add:
-                v = iv.add[layer].to(resid.dtype)
-                v = _pick(v, rows, resid) if v.ndim == 2 else v.to(resid.device)  # [batch | 1, d_model]
-                new = new + mask * v.reshape(-1, 1, v.shape[-1])
+                new = added(new, iv.add[layer], mask)
             return new
+        return hook
+
+    def pre_hook(layer: int):
+        def hook(module, args):  # args[0]: the block's input resid [batch, pos, d_model]
+            resid = args[0]
+            return (added(resid, iv.add_pre[layer], window(resid)), *args[1:])
         return hook
 
     def z_hook(layer: int):
@@ -137,6 +153,8 @@ def intervened(model: GPT, iv: Intervention, rows: torch.Tensor | np.ndarray | N
     try:
         for layer in sorted(set(iv.add) | set(iv.replace)):
             handles.append(model.blocks[layer].register_forward_hook(post_hook(layer)))
+        for layer in sorted(iv.add_pre):
+            handles.append(model.blocks[layer].register_forward_pre_hook(pre_hook(layer)))
         if iv.ablate is not None:
             for layer in range(model.cfg.n_layers):
                 if bool(iv.ablate[layer].any()):
