@@ -176,10 +176,19 @@ def main(argv: list[str] | None = None) -> None:
         }
         details[kind] = {"layer": layer, "n_pairs": len(sub), "sae_best_strength": sae_best, "rates": table}
     metrics["sae"] = sae.metrics
+
+    # retargeting: mean-difference and label-free directions at every layer input, the ceiling
+    from mazesearch.interp import retarget as rt
+
+    retarget = rt.run_kinds(model, vocab, pairs, KINDS, fit_mazes, fit_tokens, index, edges_open, target_cell, spec, max_new)
+    for kind, r in retarget.items():
+        metrics[kind].update(r["metrics"])
     doc = {"dataset": cf.dataset, "walls_layer": walls_layer, "target_layer": target_layer,
            "n_fit_mazes": len(fit_rows), "n_fit_rows": len(index), "mean_resid_norm": {str(k): round(v, 4) for k, v in norm.items()},
            "strengths_are": "multiples of the mean residual norm at the steered layer",
-           "kinds": details, "sae": sae.details}
+           "kinds": details, "sae": sae.details,
+           "retarget": {k: r["details"] for k, r in retarget.items()},
+           "retarget_strengths_are": "multiples of ||v||, the direction's own norm (1: the mean difference itself)"}
     with atomic_dir(args.out_dir) as out:
         write_json_atomic(out / "metrics.json", metrics)
         write_json_atomic(out / "details.json", doc)
@@ -193,6 +202,8 @@ def main(argv: list[str] | None = None) -> None:
             series["unsteered"] = (xs, np.full(len(xs), d["rates"]["unsteered"]["success"]["rate"]))
             series["probe: broken"] = (xs, np.array([d["rates"]["probe"][str(s)]["broken"]["rate"] for s in spec.strengths]))
             panels[f"{kind} (layer {d['layer']}, {d['n_pairs']} pairs)"] = series
+        write_text_atomic(out / "retarget.csv", rt.retarget_csv(retarget, spec.mean_diff_strengths))
+        rt.draw(retarget, details, METHODS, spec, out / "retarget.png", out / "breaks.png")
         render_curves(panels, out / "success.png", title="steering: the rollout is exactly the edited maze's "
                       "shortest path, against strength (x mean residual norm)", xlabel="strength",
                       ylabel="rate", logx=True)

@@ -106,7 +106,7 @@ def test_metrics_are_headlines_only(repo):
     """A screenful: data 3 per dataset, train 4, evaluation 8 per suite, probes 4 per probe,
     dynamics 1 + 2 per probe, heads 6 per hypothesis, geometry 20, logit_lens 10, dla 9,
     reach 2 per layer (embeddings + each block), counterfactuals 4, patching 9 per aligned kind,
-    steering 9 per kind + 7 for the SAE, faithfulness 9."""
+    steering 9 + 6 retargeting per kind, 2 label-free, 7 for the SAE, faithfulness 9."""
     import json
 
     shown = json.loads(_run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], repo))
@@ -115,7 +115,7 @@ def test_metrics_are_headlines_only(repo):
               + 1 + 2 * len(params["dynamics"]["probes"])
               + 1 + 6 * 7 + 20 + 10 + 9  # heads: 6 per hypothesis; geometry; logit_lens; dla
               + 2 * (params["model"]["n_layers"] + 1)  # reach: target and current per layer
-              + 4 + 9 * 2 + 9 * 4 + 7 + 9)  # counterfactuals; patching; steering; faithfulness
+              + 4 + 9 * 2 + 15 * 4 + 2 + 7 + 9)  # counterfactuals; patching; steering; faithfulness
     assert 0 < count_metrics(shown) <= budget
 
 
@@ -172,6 +172,7 @@ def test_plots_are_drawn_once_each_with_fields_their_data_has(repo):
                 "reach per layer (largest k decodable above control)",
                 "faithfulness, exact path keeping the top-k heads (patching, random and single-ablation orders)",
                 "steering success vs strength (probe, permuted-label probe, random, SAE)",
+                "retargeting success vs strength (mean-difference, label-free, permuted, random; the ceiling)",
                 *(f"reports/probes/by_layer/{p}.csv" for p in probes)}
     assert len(probes) >= 3 and set(shown["data"]) == expected
     suites = shown["data"]["exact path per suite, model vs random-at-forks baseline (95% intervals)"][0]

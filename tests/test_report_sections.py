@@ -115,10 +115,15 @@ FILES = {
     "patching/resid.png": _png(), "patching/heads.png": _png(),
     "steering/metrics.json": {"edge_add": {"n_pairs": 128, "best_strength": 0.5, "probe_success": 0.2109,
                                            "probe_broken": 0.4766, "random_success": 0.1172, "permuted_success": 0.0859,
-                                           "sae_success": 0.1328, "unsteered_success": 0.0625, "unsteered_broken": 0.3438}},
+                                           "sae_success": 0.1328, "unsteered_success": 0.0625, "unsteered_broken": 0.3438},
+                              "target_move": {"n_pairs": 128, "best_strength": 0.1, "probe_success": 0.0,
+                                              "ceiling": 0.7578, "mean_diff_success": 0.6641, "mean_diff_broken": 0.2266,
+                                              "mean_diff_random_success": 0.0, "mean_diff_permuted_success": 0.0078,
+                                              "mean_diff_of_ceiling": 0.8763, "label_free_success": 0.6562}},
     "steering/details.json": {"kinds": {"edge_add": {"rates": {"probe": {"0.5": {
-        "success": {"rate": 0.2109, "lo": 0.1492, "hi": 0.2895, "n": 128}}}}}}},
-    "steering/success.png": _png(),
+        "success": {"rate": 0.2109, "lo": 0.1492, "hi": 0.2895, "n": 128}}}}}},
+        "retarget": {"target_move": {"mean_diff": {"site": "target", "layer": 2, "best_strength": 1.0}}}},
+    "steering/success.png": _png(), "steering/retarget.png": _png(), "steering/breaks.png": _png(),
     "faithfulness/metrics.json": {"full_exact": 0.7305, "all_ablated_exact": 0.0, "level": 0.95, "k_ranked": 16,
                                   "k_random": 15, "k_ablation": 12, "n_heads": 16, "max_helped": 0},
     "faithfulness/curve.png": _png(),
@@ -221,6 +226,8 @@ def test_numbers_land_in_their_rows(reports):
     assert "0.724 [0.704, 0.743]" in row_of(heads, "target")
     assert "<td>none</td>" not in s["interp"].html and '<td class="num">none</td>' in row_of(s["interp"].html, "walls")
     assert "0.211 [0.149, 0.289]" in row_of(s["causal"].html, "edge_add")
+    (retarget,) = [r for r in re.findall(r"<tr.*?</tr>", s["causal"].html, re.S) if "target @ block 2 input" in r]
+    assert all(v in retarget for v in ("0.664", "0.656", "0.758", "0.876", "0.008"))
     assert '<p class="metric">validation exact-path rate: 0.773</p>' in s["training"].html
 
 

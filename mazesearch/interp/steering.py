@@ -41,12 +41,16 @@ OUTCOMES = ("success", "broken", "unchanged")
 
 @torch.inference_mode()
 def residuals_at(model, tokens: TokenBatch, maze_row: np.ndarray, token_pos: np.ndarray, layers: list[int],
-                 pad_id: int, batch_size: int = 128) -> dict[int, np.ndarray]:
-    """The residual stream after block ``l`` (``blocks.{l}.hook_resid_post``) at the given
-    (sequence, position) rows: ``{l: float32 [rows, d_model]}``."""
+                 pad_id: int, batch_size: int = 128, point: str = "post") -> dict[int, np.ndarray]:
+    """The residual stream after block ``l`` (``blocks.{l}.hook_resid_post``; ``point="pre"``: its
+    input, ``blocks.{l}.hook_resid_pre``) at the given (sequence, position) rows:
+    ``{l: float32 [rows, d_model]}``."""
+    if point not in ("pre", "post"):
+        raise ValueError(f"point must be 'pre' or 'post', got {point!r}")
+    shift = 1 if point == "post" else 0  # stream[0] is block 0's input, stream[l + 1] block l's output
     device = next(model.parameters()).device
     out = {l: np.zeros((len(maze_row), model.cfg.d_model), np.float32) for l in layers}
-    depth = max(layers) + 1
+    depth = max(layers) + shift
     for lo in range(0, len(tokens), batch_size):
         chunk = np.arange(lo, min(lo + batch_size, len(tokens)))
         ids = torch.as_tensor(tokens.take(chunk).padded(pad_id).astype(np.int64), device=device)
@@ -55,7 +59,7 @@ def residuals_at(model, tokens: TokenBatch, maze_row: np.ndarray, token_pos: np.
         bi = torch.as_tensor(maze_row[sel] - lo, device=device)
         pi = torch.as_tensor(token_pos[sel], device=device)
         for l in layers:
-            out[l][sel] = stream[l + 1][bi, pi].float().cpu().numpy()
+            out[l][sel] = stream[l + shift][bi, pi].float().cpu().numpy()
     return out
 
 
@@ -119,20 +123,33 @@ def outcomes(walks: Walks, clean: MazeBatch, corrupt: MazeBatch) -> dict[str, np
             "unchanged": compute_metrics(clean, walks)["exact_path"].astype(bool)}
 
 
-def steer(model, layer: int, prompts: list[np.ndarray], vectors: np.ndarray, scale: float, clean: MazeBatch,
-          corrupt: MazeBatch, vocab, *, from_pos: np.ndarray | int = 0, max_new_tokens: int,
-          batch_size: int) -> dict[str, np.ndarray]:
-    """Roll out every prompt with ``scale * vectors[i]`` added after block ``layer`` at positions
-    ``>= from_pos`` (per prompt, or one int); outcomes."""
-    from mazesearch.interp.intervene import Intervention, rollout_under_cached
+def roll(model, layer: int, prompts: list[np.ndarray], vectors: np.ndarray, scale: float | np.ndarray, vocab,
+         grid_n: int, *, from_pos: np.ndarray | int = 0, to_pos: np.ndarray | int | None = None, at: str = "post",
+         max_new_tokens: int, batch_size: int, cached: bool = True) -> Walks:
+    """Greedy walks of every prompt with ``scale * vectors[i]`` added to block ``layer``'s output
+    (``at="post"``) or input (``at="pre"``) at positions ``from_pos <= p < to_pos`` (per prompt,
+    or one int; ``to_pos`` None: no end). ``cached=False``: the full-recompute decoder (same
+    tokens; for models without a key/value path)."""
+    from mazesearch.interp.intervene import Intervention, rollout_under, rollout_under_cached
 
+    if at not in ("pre", "post"):
+        raise ValueError(f"at must be 'pre' or 'post', got {at!r}")
     device = next(model.parameters()).device
-    add = torch.as_tensor(vectors * np.float32(scale), device=device)
-    start = torch.as_tensor(np.asarray(from_pos, dtype=np.int64)) if np.ndim(from_pos) else int(from_pos)
-    generated = rollout_under_cached(model, prompts, Intervention(add={layer: add}, from_pos=start),
-                                     max_new_tokens=max_new_tokens, end_id=vocab.token_to_id["<PATH_END>"],
-                                     pad_id=vocab.pad_id, batch_size=batch_size)
-    return outcomes(walks_of(generated, vocab, clean.grid_n), clean, corrupt)
+    scale = np.asarray(scale, dtype=np.float32)
+    add = torch.as_tensor(vectors * (scale[:, None] if scale.ndim else scale), device=device)
+    bound = lambda b: torch.as_tensor(np.asarray(b, dtype=np.int64)) if np.ndim(b) else (None if b is None else int(b))  # noqa: E731
+    iv = Intervention(**{"add" if at == "post" else "add_pre": {layer: add}}, from_pos=bound(from_pos),
+                      to_pos=bound(to_pos))
+    run = rollout_under_cached if cached else rollout_under
+    generated = run(model, prompts, iv, max_new_tokens=max_new_tokens, end_id=vocab.token_to_id["<PATH_END>"],
+                    pad_id=vocab.pad_id, batch_size=batch_size)
+    return walks_of(generated, vocab, grid_n)
+
+
+def steer(model, layer: int, prompts: list[np.ndarray], vectors: np.ndarray, scale: float | np.ndarray,
+          clean: MazeBatch, corrupt: MazeBatch, vocab, **kw) -> dict[str, np.ndarray]:
+    """:func:`roll`, then the outcomes against the clean and the edited maze."""
+    return outcomes(roll(model, layer, prompts, vectors, scale, vocab, clean.grid_n, **kw), clean, corrupt)
 
 
 def rate(flags: np.ndarray) -> dict:

@@ -268,13 +268,16 @@ class SteeringSpec(_Strict):
     sae_steps: int = Field(default=3000, gt=0)
     sae_batch_size: int = Field(default=256, gt=0)
     sae_lr: float = Field(default=1e-3, gt=0.0)
+    mean_diff_strengths: list[float] = Field(default=[0.5, 1.0, 2.0, 4.0], min_length=1)  # x ||v|| (1: the mean difference)
+    label_free_per_cluster: int = Field(default=8, gt=0)  # steered mazes that name each label-free cluster
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     num_threads: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _positive_strengths(self) -> "SteeringSpec":
-        if any(not s > 0 for s in self.strengths):
-            raise ValueError(f"steering.strengths must all be > 0, got {self.strengths}")
+        for key in ("strengths", "mean_diff_strengths"):
+            if any(not s > 0 for s in getattr(self, key)):
+                raise ValueError(f"steering.{key} must all be > 0, got {getattr(self, key)}")
         if self.sae_k > self.sae_features:
             raise ValueError(f"steering.sae_k={self.sae_k} exceeds steering.sae_features={self.sae_features}")
         return self

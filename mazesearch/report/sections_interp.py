@@ -199,13 +199,35 @@ def _steering(ctx: Ctx) -> str:
                  "best strength beside the controls at the same norm (reports/steering/metrics.json)",
                  ["kind", Num("pairs"), Num("strength"), Num("probe [95%]"), Num("random"), Num("permuted-label probe"),
                   Num("SAE feature"), Num("unsteered"), Num("broken: probe / unsteered")], rows)]
+    retarget = as_dict(_optional(ctx, "steering/details.json").get("retarget") or {}, "retarget")
+    rows = []
+    for kind, d in m.items():
+        if kind == "sae" or not isinstance(d, dict) or "mean_diff_success" not in d:
+            continue
+        md = as_dict((retarget.get(kind) or {}).get("mean_diff") or {}, kind)
+        where = f"{md.get('site', '?')} @ block {md.get('layer', '?')} input, x{num(md.get('best_strength'))}"
+        rows.append([kind, where, Num(rate(d.get("mean_diff_success"))), Num(rate(d.get("mean_diff_random_success"))),
+                     Num(rate(d.get("mean_diff_permuted_success"))), Num(rate(d.get("label_free_success"))),
+                     Num(rate(d.get("ceiling"))), Num(rate(d.get("mean_diff_of_ceiling"))),
+                     Num(rate(d.get("mean_diff_broken")))])
+    if rows:
+        out.append(table("Retargeting with mean-difference directions (the cheese vector's recipe) at the best site "
+                         "and layer input, beside same-norm random and permuted-label directions, the label-free "
+                         "goal (k-means clusters named by steering), and the ceiling: the model's own exact rate "
+                         "given the edited prompt (reports/steering/metrics.json)",
+                         ["kind", "site, layer, strength (x ||v||)", Num("mean-diff"), Num("random"),
+                          Num("permuted"), Num("label-free"), Num("ceiling"), Num("of ceiling"), Num("broken")], rows))
     sae = m.get("sae")
     if isinstance(sae, dict):
         out.append(metric("SAE", f"FVU {num(sae.get('fvu'))}, L0 {num(sae.get('l0'))}, dead {rate(sae.get('dead_frac'))}, "
                                  f"matched-feature AUROC edges {rate(sae.get('edge_auroc'))} / targets "
                                  f"{rate(sae.get('target_auroc'))}, exact path spliced {rate(sae.get('spliced_exact'))} "
                                  f"vs model {rate(sae.get('model_exact'))}"))
-    return "\n".join(out) + ctx.gallery([ctx.figure("steering/success.png", "steering", "success vs strength")])
+    figures = [ctx.figure("steering/success.png", "steering", "success vs strength")]
+    figures += [ctx.figure(f"steering/{name}.png", "steering", caption) for name, caption in
+                (("retarget", "retargeting success vs strength (x ||v||), with the ceiling"),
+                 ("breaks", "break rate vs strength, every method"))]
+    return "\n".join(out) + ctx.gallery(figures)
 
 
 def _faithfulness(ctx: Ctx) -> str:
