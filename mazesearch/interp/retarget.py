@@ -8,7 +8,8 @@ edited prompt: steering cannot be expected to beat the model reading the edit.
 
 Sweep (per kind): every (site, layer) at strength 1 (the mean difference itself) picks the
 best site and layer; there, every strength, beside the same-norm controls (the permuted-label
-means, ``n_random`` random directions). The choice is made on the same pairs it is reported on:
+means, ``n_random`` random directions); and the best site at every layer and strength
+(``by_layer``: how deep the handle works). The choice is made on the same pairs it is reported on:
 with ~16 candidates the best is biased upward by a few points; the controls share the choice.
 """
 
@@ -86,8 +87,14 @@ def sweep(r: Rollouts, vectors: dict[tuple[str, int], np.ndarray], permuted: dic
         curves["permuted"][str(s)] = _rates(r.run(perm, layer, site, s))
         curves["random"][str(s)] = _rates(_random_runs(r, v, layer, site, s, n_random, seed))
     best_s = max(strengths, key=lambda s: curves["mean_diff"][str(s)]["success"]["rate"])
+    # the best site at every layer input and strength: where along the depth the handle works
+    by_layer = {}
+    for (st, l), u in vectors.items():
+        if st == site:
+            by_layer[str(l)] = {str(s): (curves["mean_diff"][str(s)] if l == layer else at_one[f"{st}@{l}"]
+                                         if s == 1.0 else _rates(r.run(u, l, st, s))) for s in strengths}
     return {"site": site, "layer": layer, "best_strength": best_s, "at_strength_1": at_one, "curves": curves,
-            "norm": round(float(np.linalg.norm(v, axis=1).mean()), 4)}
+            "by_layer": by_layer, "norm": round(float(np.linalg.norm(v, axis=1).mean()), 4)}
 
 
 def label_free_sweep(r: Rollouts, fit_prompts: list[np.ndarray], X_fit: dict[int, np.ndarray],
