@@ -129,7 +129,7 @@ def build_mazes(
     if progress and n_mazes >= _PROGRESS_MIN:
         from tqdm import tqdm
 
-        bar = tqdm(total=n_mazes, file=sys.stderr, unit="maze", desc=f"{generator} {n}x{n}")
+        bar = tqdm(total=n_mazes, file=sys.stderr, unit="maze", desc=f"{generator} {n}x{n}", disable=None)  # a terminal only
     while kept < n_mazes:
         remaining = n_mazes - kept
         rate = (kept + 1) / (generated + 1)  # smoothed yield so far: sizes the next chunk

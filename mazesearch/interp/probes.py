@@ -353,7 +353,7 @@ def run_probes(mazes, trained, random_init, cfg: ProbesSpec, names: list[str] | 
     per_output_f1: dict[str, dict[str, dict[str, np.ndarray]]] = {
         name: {layer: {} for layer in layers} for name, label in labels.items() if label.task == "multilabel"
     }
-    bar = tqdm(total=3 * len(layers) * len(labels), desc="probe fits", disable=not progress)
+    bar = tqdm(total=3 * len(layers) * len(labels), desc="probe fits", disable=None if progress else True)  # a terminal only
     with threadpool_limits(limits=1, user_api="blas"):  # same bits whatever the core count
         for layer in layers:
             for model, store in (("trained", trained), ("random_init", random_init)):

@@ -431,4 +431,5 @@ def _progress_bar(total: int, initial: int, enabled: bool):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True)
+    # disable=None: drawn on a terminal only, so `dvc exp run` logs are not flooded with bars
+    return tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True, disable=None)
