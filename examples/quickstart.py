@@ -5,8 +5,8 @@
 # compare the model's path with the true one, and draw where one attention head looks.
 #
 # As a script: `python examples/quickstart.py [RUN_DIR] [OUT_PNG]` (or set `MAZESEARCH_RUN`,
-# `MAZESEARCH_OUT`; defaults `.` and `quickstart.png`). In VS Code or Jupyter the `# %%` lines
-# are cells (`jupytext --to notebook` turns the file into an .ipynb). docs/notebook.md explains it.
+# `MAZESEARCH_OUT`; defaults `.` and `quickstart.png`). In VS Code's Jupyter extension the `# %%`
+# lines are cells (an .ipynb needs jupytext, not installed here). docs/notebook.md explains it.
 
 # %%
 import os
