@@ -4,11 +4,14 @@
     + reports/probes/details.json (best layers) + data/vocab.json -> reports/steering/
         metrics.json   headline (DVC metric) per kind (edge_add, edge_remove, wall_move,
                        target_move): success of the probe direction at its best strength beside
-                       random directions and the permuted-label probe at that strength, its
-                       break rate, the SAE direction's best success; the SAE's FVU, L0, dead
-                       fraction and the exact-path rate with it spliced in (beside the model's)
-        details.json   every (kind, direction, strength): success / broken / unchanged rates with
-                       95% intervals; probe and SAE fit facts; matched SAE features
+                       random directions at that strength, the SAE direction's best success; the
+                       mean-difference direction's beside random, its share of the ceiling (and
+                       the label-free goal's for target_move); the SAE's FVU and the exact-path
+                       rate with it spliced in (beside the model's)
+        details.json   ``summary``: every per-kind number (pairs, strengths, break, permuted-label
+                       and unsteered rates, ...); every (kind, direction, strength): success /
+                       broken / unchanged rates with 95% intervals; probe and SAE fit facts;
+                       matched SAE features; the retargeting sweeps
         steering.csv   strength, then success per kind and direction, the probe's break rate (a DVC plot)
         success.png    success (and break) rate against strength, per kind, every direction
 
@@ -47,6 +50,18 @@ def best_block(details_path: str, probe: str) -> int:
         raise InputError(details_path, f"the {probe} probe's best layer {name!r} is not a block output",
                          "re-run `dvc repro probes`")
     return int(name.split(".")[1])
+
+
+HEADLINE = ("probe_success", "random_success", "sae_success", "ceiling", "mean_diff_success", "mean_diff_random_success",
+            "mean_diff_of_ceiling", "label_free_success", "label_free_random_success")
+SAE_HEADLINE = ("fvu", "model_exact", "spliced_exact")
+
+
+def headline(summary: dict) -> dict:
+    """metrics.json: per kind the success of each method beside its random control and the
+    ceiling, and the SAE's fit; the rest (pairs, strengths, break and permuted-label rates, ...)
+    stays in details.json's ``summary`` (``dvc metrics show`` stays a screenful)."""
+    return {k: {m: v[m] for m in (SAE_HEADLINE if k == "sae" else HEADLINE) if m in v} for k, v in summary.items()}
 
 
 def wide_csv(details: dict, strengths: list[float]) -> str:
@@ -183,10 +198,11 @@ def main(argv: list[str] | None = None) -> None:
     retarget = rt.run_kinds(model, vocab, pairs, KINDS, fit_mazes, fit_tokens, index, edges_open, target_cell, spec, max_new)
     for kind, r in retarget.items():
         metrics[kind].update(r["metrics"])
+    summary, metrics = metrics, headline(metrics)  # every number in details.json; the headlines as metrics
     doc = {"dataset": cf.dataset, "walls_layer": walls_layer, "target_layer": target_layer,
            "n_fit_mazes": len(fit_rows), "n_fit_rows": len(index), "mean_resid_norm": {str(k): round(v, 4) for k, v in norm.items()},
            "strengths_are": "multiples of the mean residual norm at the steered layer",
-           "kinds": details, "sae": sae.details,
+           "summary": summary, "kinds": details, "sae": sae.details,
            "retarget": {k: r["details"] for k, r in retarget.items()},
            "retarget_strengths_are": "multiples of ||v||, the direction's own norm (1: the mean difference itself)"}
     with atomic_dir(args.out_dir) as out:

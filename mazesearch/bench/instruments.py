@@ -78,8 +78,9 @@ def rows(read) -> dict[str, str]:
         out[f"patching {kind}: edit carries until / decision from / top head"] = "—" if p is None else (
             f"{p['edit_carries_until']} / {p['decision_from']} / {p['top_head']} (n={p['n_pairs']})")
     steer = read("reports/steering/metrics.json")
+    steer_all = (read("reports/steering/details.json") or {}).get("summary") or {}  # every number (since issue 27)
     for kind in STEER_KINDS:
-        s = None if steer is None else steer.get(kind)
+        s = None if steer is None else {**steer.get(kind, {}), **steer_all.get(kind, {})} or None
         out[f"steering {kind}: probe / random / permuted / unsteered"] = "—" if s is None else (
             f"{s['probe_success']:.3f} / {s['random_success']:.3f} / {s['permuted_success']:.3f} / "
             f"{s['unsteered_success']:.3f}")

@@ -181,7 +181,11 @@ def _patching(ctx: Ctx) -> str:
 
 def _steering(ctx: Ctx) -> str:
     m = ctx.read_json("steering/metrics.json")
-    kinds = as_dict(_optional(ctx, "steering/details.json").get("kinds") or {}, "kinds")
+    details = _optional(ctx, "steering/details.json")
+    kinds = as_dict(details.get("kinds") or {}, "kinds")
+    # metrics.json holds the headlines; details.json's summary every per-kind number
+    summary = as_dict(details.get("summary") or {}, "summary")
+    m = {k: {**as_dict(v, k), **as_dict(summary.get(k) or {}, k)} if isinstance(v, dict) else v for k, v in m.items()}
     rows = []
     for kind, d in m.items():
         if kind == "sae":
@@ -199,7 +203,7 @@ def _steering(ctx: Ctx) -> str:
                  "best strength beside the controls at the same norm (reports/steering/metrics.json)",
                  ["kind", Num("pairs"), Num("strength"), Num("probe [95%]"), Num("random"), Num("permuted-label probe"),
                   Num("SAE feature"), Num("unsteered"), Num("broken: probe / unsteered")], rows)]
-    retarget = as_dict(_optional(ctx, "steering/details.json").get("retarget") or {}, "retarget")
+    retarget = as_dict(details.get("retarget") or {}, "retarget")
     rows = []
     for kind, d in m.items():
         if kind == "sae" or not isinstance(d, dict) or "mean_diff_success" not in d:
