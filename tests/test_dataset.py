@@ -137,12 +137,21 @@ def test_generator_bugs_are_caught_by_validation(monkeypatch):
 
 
 def test_progress_bar_goes_to_stderr(monkeypatch, capsys):
+    import io
+
+    class Terminal(io.StringIO):  # bars are drawn on a terminal only (tests/test_progress.py)
+        def isatty(self) -> bool:
+            return True
+
     monkeypatch.setattr(dataset, "_PROGRESS_MIN", 10)
+    err = Terminal()
+    monkeypatch.setattr("sys.stderr", err)
     build_mazes(generator="dfs", grid_n=4, n_mazes=50, seed=0, progress=True)
-    captured = capsys.readouterr()
-    assert "dfs 4x4" in captured.err and captured.out == ""
+    assert "dfs 4x4" in err.getvalue() and capsys.readouterr().out == ""
+    err.seek(0)
+    err.truncate()
     build_mazes(generator="dfs", grid_n=4, n_mazes=5, seed=0, progress=True)
-    assert capsys.readouterr().err == ""
+    assert err.getvalue() == ""
 
 
 def test_data_benchmark_smoke(tmp_path):
