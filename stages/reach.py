@@ -44,12 +44,12 @@ def render(details: dict, out_png: Path, title: str) -> None:
     from matplotlib.patches import Rectangle
 
     from mazesearch.interp.reach import score_grid
-    from mazesearch.viz.figure import _fitted_suptitle, _new_figure, _save
+    from mazesearch.viz.figure import fitted_suptitle, new_figure, save
 
     layers = details["layers"]
     ticks = ["embed"] + [f"after L{i}" for i in range(len(layers) - 1)]
     th = details["thresholds"]
-    fig = _new_figure(13.0, 2.0 + 1.2 * len(layers) * 2)
+    fig = new_figure(13.0, 2.0 + 1.2 * len(layers) * 2)
     axes = fig.subplots(2, 3, squeeze=False)
     image = None
     for row, version in enumerate(("target", "current")):
@@ -78,8 +78,8 @@ def render(details: dict, out_png: Path, title: str) -> None:
                          + (f"\nreach per layer: {reach}" if run == "trained" else ""), fontsize=8)
     bar = fig.colorbar(image, ax=axes, shrink=0.8, label="test balanced accuracy (mean over cells)")
     bar.ax.axhline(th["min_balanced_accuracy"], color="red", lw=2)
-    _fitted_suptitle(fig, title)
-    _save(fig, out_png)
+    fitted_suptitle(fig, title)
+    save(fig, out_png)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,7 +14,7 @@ from matplotlib.image import imread
 from matplotlib.patches import FancyArrowPatch
 
 from helpers import texts_outside_figure
-from mazesearch.viz import heatmaps, render
+from mazesearch.viz import figure, heatmaps, overlay, render
 from mazesearch.data.maze import MazeBatch, edge_endpoints, edge_index, n_edges
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -70,7 +70,7 @@ def png_chunk_types(path) -> set[bytes]:
 
 def draw_to_array(draw, width_in=3.0, height_in=3.0):
     """Run ``draw(fig, ax)`` on a fresh figure; return (rgb float [H, W, 3], ax) after drawing."""
-    fig = render._new_figure(width_in, height_in)
+    fig = figure.new_figure(width_in, height_in)
     ax = fig.add_subplot()
     draw(fig, ax)
     fig.canvas.draw()
@@ -147,7 +147,7 @@ def test_two_by_two_wall_is_dark_and_open_edge_is_not():
     open_row = np.ones(n_edges(n), np.uint8)
     wall = edge_index(n, 0, 1)  # the top row's horizontal edge: a vertical wall at x = 1
     open_row[wall] = 0
-    rgb, ax = draw_to_array(lambda fig, ax: render._draw_maze(ax, n, open_row, cell_pt=60))
+    rgb, ax = draw_to_array(lambda fig, ax: overlay.draw_maze(ax, n, open_row, cell_pt=60))
     assert pixel(rgb, ax, 1.0, 0.5).max() < 0.3  # the wall
     assert pixel(rgb, ax, 1.0, 1.5, radius=2).min() > 0.9  # bottom row: open, stays white
     assert pixel(rgb, ax, 0.5, 1.0, radius=2).min() > 0.9  # open vertical edge 0-2
@@ -158,7 +158,7 @@ def test_two_by_two_wall_is_dark_and_open_edge_is_not():
 def test_every_wall_position_is_dark_iff_edge_is_closed(seed):
     n = 4
     open_row = np.random.default_rng(seed).integers(0, 2, n_edges(n)).astype(np.uint8)
-    rgb, ax = draw_to_array(lambda fig, ax: render._draw_maze(ax, n, open_row, cell_pt=40))
+    rgb, ax = draw_to_array(lambda fig, ax: overlay.draw_maze(ax, n, open_row, cell_pt=40))
     for e in range(n_edges(n)):
         darkest = pixel(rgb, ax, *wall_position(n, e), radius=1).max()
         assert (darkest < 0.3) == (open_row[e] == 0), f"edge {e} open={open_row[e]}"
@@ -167,11 +167,11 @@ def test_every_wall_position_is_dark_iff_edge_is_closed(seed):
 def test_walled_in_cell_is_shaded_and_path_is_green():
     batch = hand_batch()
     i = 1
-    rgb, ax = draw_to_array(lambda fig, ax: render._draw_maze(
+    rgb, ax = draw_to_array(lambda fig, ax: overlay.draw_maze(
         ax, 3, batch.open[i], path=batch.path(i), cell_pt=50))
-    assert np.allclose(pixel(rgb, ax, 2.5, 2.5), to_rgb(render.BLOCKED_COLOUR), atol=0.02)
+    assert np.allclose(pixel(rgb, ax, 2.5, 2.5), to_rgb(figure.BLOCKED_COLOUR), atol=0.02)
     assert np.allclose(pixel(rgb, ax, 0.5, 1.5), 1.0)  # open cell: white
-    assert np.allclose(pixel(rgb, ax, 1.0, 0.5), to_rgb(render.TRUE_COLOUR), atol=0.02)
+    assert np.allclose(pixel(rgb, ax, 1.0, 0.5), to_rgb(figure.TRUE_COLOUR), atol=0.02)
 
 
 def count_near(rgb, colour, atol=0.08) -> int:
@@ -183,17 +183,17 @@ def test_predicted_moves_through_walls_are_red():
     open0 = batch.open[0]
 
     def draw(predicted):
-        return draw_to_array(lambda fig, ax: render._draw_maze(
+        return draw_to_array(lambda fig, ax: overlay.draw_maze(
             ax, 3, open0, 0, 5, batch.path(0), predicted, cell_pt=50))[0]
 
-    assert count_near(draw([0, 1, 4, 5]), render.BAD_COLOUR) == 0
-    assert count_near(draw([0, 1, 4, 5]), render.PRED_COLOUR) > 50
-    assert count_near(draw([0, 1, -1, 4, 5]), render.BAD_COLOUR) == 0  # -1 skipped, 1-4 open
-    assert count_near(draw([0, 1, 2, 5]), render.BAD_COLOUR) > 50  # 1-2 and 2-5 are walls
+    assert count_near(draw([0, 1, 4, 5]), figure.BAD_COLOUR) == 0
+    assert count_near(draw([0, 1, 4, 5]), figure.PRED_COLOUR) > 50
+    assert count_near(draw([0, 1, -1, 4, 5]), figure.BAD_COLOUR) == 0  # -1 skipped, 1-4 open
+    assert count_near(draw([0, 1, 2, 5]), figure.BAD_COLOUR) > 50  # 1-2 and 2-5 are walls
     # an entry that names no cell is an invalid step, not a jump: purple, not red
-    assert count_near(draw([0, 1, -1, 5]), render.BAD_COLOUR) == 0
-    assert count_near(draw([0, 1, -1, 5]), render.NONCELL_COLOUR) > 20
-    assert count_near(draw([-1, 99]), render.PRED_COLOUR) == 0  # nothing valid: nothing drawn
+    assert count_near(draw([0, 1, -1, 5]), figure.BAD_COLOUR) == 0
+    assert count_near(draw([0, 1, -1, 5]), figure.NONCELL_COLOUR) > 20
+    assert count_near(draw([-1, 99]), figure.PRED_COLOUR) == 0  # nothing valid: nothing drawn
 
 
 def test_failed_panels_get_a_red_frame(tmp_path):
@@ -201,16 +201,16 @@ def test_failed_panels_get_a_red_frame(tmp_path):
     ok, bad = tmp_path / "ok.png", tmp_path / "bad.png"
     render.render_mazes(batch, [0], ok, failed=np.array([False]))
     render.render_mazes(batch, [0], bad, failed=np.array([True]), titles=["maze zero"])
-    assert count_near(imread(bad)[..., :3], render.BAD_COLOUR) > \
-        count_near(imread(ok)[..., :3], render.BAD_COLOUR) + 500
+    assert count_near(imread(bad)[..., :3], figure.BAD_COLOUR) > \
+        count_near(imread(ok)[..., :3], figure.BAD_COLOUR) + 500
 
 
 def test_predicted_path_is_one_directed_arrow_per_pair_of_consecutive_cells():
     batch = hand_batch()  # maze 0: walls 1|2, 0-3, 2-5, 4-7, 5-8, 6|7
     seq = [0, 1, -1, -1, 4, 5, 2, 8, 8, -1]
-    fig = render._new_figure(3.0, 3.0)
+    fig = figure.new_figure(3.0, 3.0)
     ax = fig.add_subplot()
-    n_noncell = render._draw_maze(ax, 3, batch.open[0], 0, 5, batch.path(0), seq, cell_pt=50)
+    n_noncell = overlay.draw_maze(ax, 3, batch.open[0], 0, 5, batch.path(0), seq, cell_pt=50)
     fig.canvas.draw()
     pairs = [(a, b) for a, b in zip(seq, seq[1:]) if a >= 0 and b >= 0]
     assert pairs == [(0, 1), (4, 5), (5, 2), (2, 8), (8, 8)]
@@ -224,7 +224,7 @@ def test_predicted_path_is_one_directed_arrow_per_pair_of_consecutive_cells():
             tip = verts[np.argmax(verts @ d)]
             assert np.linalg.norm(tip - centre(b)) < np.linalg.norm(tip - centre(a)), (a, b)
     # open move blue; 5-2 through a wall red; 2-8 a jump to a non-neighbour red dashed; 8-8 red
-    assert [to_hex(a.get_edgecolor()) for a in arrows] == [render.PRED_COLOUR] * 2 + [render.BAD_COLOUR] * 3
+    assert [to_hex(a.get_edgecolor()) for a in arrows] == [figure.PRED_COLOUR] * 2 + [figure.BAD_COLOUR] * 3
     assert [a.get_linestyle() == "solid" for a in arrows] == [True, True, True, False, True]
     # the two -1s between 1 and 4 and the trailing -1: a mark where they occur, with the count
     marks = [t.get_text() for t in ax.texts if t.get_gid() == "predicted-noncell"]
@@ -251,13 +251,31 @@ def test_panel_titles_name_the_maze_and_count_noncell_entries(tmp_path, saved_fi
     assert [texts_outside_figure(fig) for fig in saved_figures[1:]] == [[], []]  # one narrow panel too
 
 
+@pytest.mark.parametrize("n, numbers", [(4, True), (7, True), (14, True), (20, False)])
+def test_the_legend_promises_step_numbers_only_where_they_are_drawn(n, numbers, tmp_path, saved_figures):
+    """Every predicted step gets its number up to 14 x 14 lattices (panels grow for them); beyond,
+    the steps stay unnumbered and the legend does not say "n = step"."""
+    from mazesearch.data.dataset import build_mazes
+
+    batch, _ = build_mazes(generator="dfs", grid_n=n, n_mazes=2, seed=0, sizes=[min(n, 4)])
+    paths = [batch.path(i).tolist() for i in range(2)]
+    render.render_mazes(batch, [0, 1], tmp_path / "m.png", predicted=paths, failed=np.array([False, False]))
+    (fig,) = saved_figures
+    drawn = [t.get_text() for ax in fig.axes for t in ax.texts if t.get_gid() == "predicted-number"]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert ("predicted move (n = step)" in labels) == numbers
+    assert ("predicted move" in labels) == (not numbers)
+    want = sorted(str(k) for p in paths for k in range(1, len(p)))  # step k: the k-th cell after the first
+    assert sorted(drawn) == (want if numbers else [])
+
+
 # ---------------------------------------------------------------------------- heatmaps
 
 
 def test_cell_heatmap_colours_follow_values_and_nan_is_grey():
     n = 3
     values = np.array([0.5, 0.1, 0.9, 0.3, np.nan, 0.7, 0.0, 1.0, 0.2])
-    rgb, ax = draw_to_array(lambda fig, ax: heatmaps._draw_cell_heatmap(
+    rgb, ax = draw_to_array(lambda fig, ax: heatmaps.draw_cell_values(
         ax, values, n, vmin=0, vmax=1, cmap="viridis", annotate=True), 4.6, 4.0)
     positions = {}
     for cell in np.flatnonzero(~np.isnan(values)):
@@ -275,7 +293,7 @@ def test_edge_heatmap_colours_follow_values():
     values = np.random.default_rng(7).permutation(n_edges(n)) / (n_edges(n) - 1)
     values = values.astype(np.float64)
     values[3] = np.nan
-    rgb, ax = draw_to_array(lambda fig, ax: heatmaps._draw_edge_heatmap(
+    rgb, ax = draw_to_array(lambda fig, ax: heatmaps.draw_edge_values(
         ax, values, n, vmin=0, vmax=1, cmap="viridis", cell_pt=60), 4.6, 4.0)
     rows, cols = np.divmod(edge_endpoints(n), n)  # [E, 2] each
     mid_x, mid_y = cols.mean(axis=1) + 0.5, rows.mean(axis=1) + 0.5

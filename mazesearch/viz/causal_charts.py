@@ -8,7 +8,7 @@ import os
 import numpy as np
 from matplotlib import colormaps
 
-from mazesearch.viz.figure import NAN_COLOUR, _fitted_suptitle, _new_figure, _save
+from mazesearch.viz.figure import NAN_COLOUR, fitted_suptitle, new_figure, save
 
 
 def _annotated_map(ax, values: np.ndarray, rows: list[str], cols: list[str], vmin: float, vmax: float):
@@ -29,7 +29,7 @@ def render_patching(maps: dict[str, np.ndarray], rows: list[str], cols: list[str
     """One panel per entry of ``maps`` (e.g. "target_move, denoise"), each ``[rows, cols]`` of
     normalised logit difference on one diverging scale centred at 0.5 (0 = corrupt, 1 = clean)."""
     n = len(maps)
-    fig = _new_figure(0.55 * len(cols) * min(n, 2) + 2.0, (0.42 * len(rows) + 1.4) * ((n + 1) // 2) + 0.6)
+    fig = new_figure(0.55 * len(cols) * min(n, 2) + 2.0, (0.42 * len(rows) + 1.4) * ((n + 1) // 2) + 0.6)
     image = None
     for i, (name, values) in enumerate(maps.items()):
         ax = fig.add_subplot((n + 1) // 2, min(n, 2), i + 1)
@@ -39,8 +39,8 @@ def render_patching(maps: dict[str, np.ndarray], rows: list[str], cols: list[str
         ax.set_ylabel(ylabel, fontsize=8)
     if image is not None:
         fig.colorbar(image, ax=fig.axes, shrink=0.8, label="normalised logit difference (1 = clean)")
-    _fitted_suptitle(fig, title)
-    _save(fig, out_png)
+    fitted_suptitle(fig, title)
+    save(fig, out_png)
 
 
 def render_curves(panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], out_png: str | os.PathLike, *,
@@ -48,7 +48,7 @@ def render_curves(panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], o
                   logx: bool = False) -> None:
     """One panel per entry; each panel maps a series name to (x, y) arrays."""
     n = len(panels)
-    fig = _new_figure(3.4 * min(n, 4) + 0.4, 3.0 * ((n + 3) // 4) + 0.6)
+    fig = new_figure(3.4 * min(n, 4) + 0.4, 3.0 * ((n + 3) // 4) + 0.6)
     for i, (name, series) in enumerate(panels.items()):
         ax = fig.add_subplot((n + 3) // 4, min(n, 4), i + 1)
         for label, (x, y) in series.items():
@@ -61,5 +61,5 @@ def render_curves(panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], o
         ax.set_ylabel(ylabel, fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    _fitted_suptitle(fig, title)
-    _save(fig, out_png)
+    fitted_suptitle(fig, title)
+    save(fig, out_png)

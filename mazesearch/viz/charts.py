@@ -7,7 +7,7 @@ import os
 import numpy as np
 from matplotlib import colormaps
 
-from mazesearch.viz.figure import _new_figure, _save
+from mazesearch.viz.figure import new_figure, save
 
 
 def render_interval_lines(
@@ -22,7 +22,7 @@ def render_interval_lines(
     (e.g. a 95% interval). ``series`` maps a name to ``(x, values, lows, highs)``, one entry per
     point; NaN values are skipped. With no point at all the chart says so instead of failing
     (a profile without size suites)."""
-    fig = _new_figure(5.2, 3.6)
+    fig = new_figure(5.2, 3.6)
     ax = fig.add_subplot()
     colours = colormaps["tab10"].colors
     n_points = 0
@@ -46,4 +46,4 @@ def render_interval_lines(
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.spines[["top", "right"]].set_visible(False)
-    _save(fig, out_png)
+    save(fig, out_png)

@@ -16,8 +16,8 @@ from matplotlib.patches import Rectangle
 
 from mazesearch.data.maze import edge_endpoints, n_edges
 from mazesearch.viz.figure import (
-    NAN_COLOUR, _centres, _check_colour_scale, _check_grid_n, _check_values, _fitted_suptitle, _grid_axes,
-    _new_figure, _save, _shade_cells,
+    NAN_COLOUR, centres, check_colour_scale, check_grid_n, check_values, fitted_suptitle, maze_axes, new_figure,
+    save, shade_cells,
 )
 
 MAP_IN = 3.0  # width of one map beside others, inches
@@ -28,35 +28,37 @@ def _text_colour(rgba: np.ndarray) -> str:
     return "black" if luminance > 0.5 else "white"
 
 
-def _draw_cell_heatmap(ax: Axes, values: np.ndarray, n: int, *, vmin: float, vmax: float, cmap: str,
-                       annotate: bool, fontsize: float = 9.0) -> ScalarMappable:
-    """``values`` float [n*n], NaN = undefined (grey, hatched). Returns the image (for a colour bar)."""
+def draw_cell_values(ax: Axes, values: np.ndarray, n: int, *, vmin: float, vmax: float, cmap: str,
+                     annotate: bool | np.ndarray, fontsize: float = 9.0) -> ScalarMappable:
+    """``values`` float [n*n], NaN = undefined (grey, hatched), each value printed on its cell when
+    ``annotate`` (True: every cell; a bool [n*n] mask: those cells). Returns the image (for a
+    colour bar)."""
     colormap = colormaps[cmap].with_extremes(bad=NAN_COLOUR)
     norm = Normalize(vmin=vmin, vmax=vmax, clip=True)
     grid = np.ma.masked_invalid(values.reshape(n, n))
     image = ax.imshow(grid, cmap=colormap, norm=norm, extent=(0, n, n, 0),
                       interpolation="nearest", origin="upper")
-    _grid_axes(ax, n, 0.0)
-    _shade_cells(ax, np.flatnonzero(np.isnan(values)), n, facecolor="none", edgecolor="#8c8c8c",
-                 hatch="//", linewidth=0.0)
-    if annotate:
-        for cell, v in enumerate(values):
+    maze_axes(ax, n, 0.0)
+    shade_cells(ax, np.flatnonzero(np.isnan(values)), n, facecolor="none", edgecolor="#8c8c8c",
+                hatch="//", linewidth=0.0)
+    printed = np.broadcast_to(np.asarray(annotate, dtype=bool), values.shape)
+    for cell, v in enumerate(values):
+        if printed[cell]:
             r, c = divmod(cell, n)
             text, colour = ("n/a", "#555555") if np.isnan(v) else (
                 f"{v:.2f}", _text_colour(np.asarray(colormap(norm(v)))))
-            ax.text(c + 0.5, r + 0.5, text, ha="center", va="center", fontsize=fontsize,
-                    color=colour)
+            ax.text(c + 0.5, r + 0.5, text, ha="center", va="center", fontsize=fontsize, color=colour)
     return image
 
 
-def _draw_edge_heatmap(ax: Axes, values: np.ndarray, n: int, *, vmin: float, vmax: float, cmap: str,
-                       cell_pt: float) -> ScalarMappable:
+def draw_edge_values(ax: Axes, values: np.ndarray, n: int, *, vmin: float, vmax: float, cmap: str,
+                     cell_pt: float) -> ScalarMappable:
     """``values`` float [E] in canonical edge order, each drawn between its cell centres; NaN
     edges as grey dots. Returns the coloured segments (for a colour bar)."""
-    _grid_axes(ax, n, 0.05)
+    maze_axes(ax, n, 0.05)
     ax.add_patch(Rectangle((0, 0), n, n, facecolor="#f7f7f7", edgecolor="#bdbdbd", lw=0.8,
                            zorder=0))
-    segments = _centres(edge_endpoints(n).ravel(), n).reshape(-1, 2, 2)  # [E, 2 ends, (x, y)]
+    segments = centres(edge_endpoints(n).ravel(), n).reshape(-1, 2, 2)  # [E, 2 ends, (x, y)]
     width = float(np.clip(0.2 * cell_pt, 1.0, 9.0))
     defined = ~np.isnan(values)
     # shorten each segment a little so neighbouring edges meeting at a cell stay distinguishable
@@ -69,10 +71,17 @@ def _draw_edge_heatmap(ax: Axes, values: np.ndarray, n: int, *, vmin: float, vma
                            linewidths=width, capstyle="butt", zorder=2)
     lines.set_array(values[defined])
     ax.add_collection(lines)
-    centres = _centres(np.arange(n * n), n)
-    ax.plot(centres[:, 0], centres[:, 1], "o", color="#4d4d4d", ms=max(1.0, 0.08 * cell_pt),
+    dots = centres(np.arange(n * n), n)
+    ax.plot(dots[:, 0], dots[:, 1], "o", color="#4d4d4d", ms=max(1.0, 0.08 * cell_pt),
             zorder=3)
     return lines
+
+
+def empty_panel(ax: Axes, n: int, text: str, fontsize: float = 8.0, wrap: bool = False) -> None:
+    """A dashed empty lattice with ``text`` in its middle (e.g. why a control has no map)."""
+    maze_axes(ax, n, 0.05)
+    ax.add_patch(Rectangle((0, 0), n, n, facecolor="none", edgecolor="#bdbdbd", lw=0.8, ls="--"))
+    ax.text(n / 2, n / 2, text, ha="center", va="center", fontsize=fontsize, color="#555555", wrap=wrap)
 
 
 def render_maps(
@@ -99,34 +108,32 @@ def render_maps(
         raise ValueError(f"on must be 'cells' or 'edges', got {on!r}")
     if not panels:
         raise ValueError("panels is empty: give at least one {title: values}")
-    n = _check_grid_n(grid_n)
+    n = check_grid_n(grid_n)
     size, what = (n * n, f"grid_n**2 cells for grid_n={n}") if on == "cells" else (
         n_edges(n), f"2*n*(n-1) lattice edges for grid_n={n}")
-    panels = {str(k): v if isinstance(v, str) else _check_values(v, size, what) for k, v in panels.items()}
-    _check_colour_scale(vmin, vmax, cmap)
+    panels = {str(k): v if isinstance(v, str) else check_values(v, size, what) for k, v in panels.items()}
+    check_colour_scale(vmin, vmax, cmap)
 
     k = len(panels)
     map_in = 3.4 if k == 1 else MAP_IN
-    fig = _new_figure(4.6 if k == 1 else 0.9 + MAP_IN * k, 4.0 if k == 1 else 3.9)
+    fig = new_figure(4.6 if k == 1 else 0.9 + MAP_IN * k, 4.0 if k == 1 else 3.9)
     axes = fig.subplots(1, k, squeeze=False).ravel()
     cell_pt = map_in * 72 / n
     for ax, (name, values) in zip(axes, panels.items()):
         if isinstance(values, str):
-            _grid_axes(ax, n, 0.05)
-            ax.add_patch(Rectangle((0, 0), n, n, facecolor="none", edgecolor="#bdbdbd", lw=0.8, ls="--"))
-            ax.text(n / 2, n / 2, values, ha="center", va="center", fontsize=8, color="#555555")
+            empty_panel(ax, n, values)
         elif on == "cells":
-            _draw_cell_heatmap(ax, values, n, vmin=vmin, vmax=vmax, cmap=cmap, annotate=n <= (8 if k == 1 else 6),
+            draw_cell_values(ax, values, n, vmin=vmin, vmax=vmax, cmap=cmap, annotate=n <= (8 if k == 1 else 6),
                                fontsize=9 if n <= 5 else 7.5)
         else:
-            _draw_edge_heatmap(ax, values, n, vmin=vmin, vmax=vmax, cmap=cmap, cell_pt=cell_pt)
+            draw_edge_values(ax, values, n, vmin=vmin, vmax=vmax, cmap=cmap, cell_pt=cell_pt)
         if name:
             ax.set_title(name, fontsize=9)
     scale = ScalarMappable(Normalize(vmin, vmax), cmap=colormaps[cmap])
     fig.colorbar(scale, ax=list(axes), shrink=0.85, label=colorbar_label)
     if title:
-        _fitted_suptitle(fig, title, 10.0)
-    _save(fig, out_png)
+        fitted_suptitle(fig, title, 10.0)
+    save(fig, out_png)
 
 
 def render_cell_heatmap(values: np.ndarray, grid_n: int, out_png: str | os.PathLike, *, title: str = "",

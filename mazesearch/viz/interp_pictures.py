@@ -15,16 +15,12 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 from matplotlib.lines import Line2D
-from matplotlib.patches import Rectangle
 
 from mazesearch.viz.figure import (
-    TARGET_COLOUR, TRUE_COLOUR, WALL_COLOUR, _centres, _check_colour_scale, _check_grid_n, _check_values,
-    _fitted_suptitle, _grid_axes, _new_figure, _save,
+    blocked_cells, check_colour_scale, check_grid_n, check_values, fitted_suptitle, new_figure, save,
 )
-from mazesearch.viz.heatmaps import _draw_cell_heatmap
-from mazesearch.viz.render import _wall_segments
-
-MARK_COLOUR = "#e01b1b"
+from mazesearch.viz.heatmaps import draw_cell_values, empty_panel
+from mazesearch.viz.overlay import draw_maze
 
 
 def render_maze_maps(panels: dict[str, np.ndarray | str], grid_n: int, open_row: np.ndarray,
@@ -33,48 +29,35 @@ def render_maze_maps(panels: dict[str, np.ndarray | str], grid_n: int, open_row:
                      title: str = "", vmin: float = 0.0, vmax: float = 1.0, cmap: str = "viridis",
                      colorbar_label: str = "") -> None:
     """Per-cell values (``float [grid_n**2]``, or a string: an empty panel with that text) side by
-    side on one colour scale, each under the maze's walls (``open_row`` uint8 [E]), its stored
-    path (green), origin (white circle), target (orange cross) and the ``marks`` cells outlined
-    in dashed red (e.g. the query's cell)."""
-    n = _check_grid_n(grid_n)
+    side on one colour scale, under the one maze overlay (mazesearch.viz.overlay.draw_maze): the
+    maze's walls (``open_row`` uint8 [E]), cells with no open edge greyed, its stored path (green),
+    origin (white disc), target (orange cross) and the ``marks`` cells outlined in dashed red (e.g.
+    the query's cell)."""
+    n = check_grid_n(grid_n)
     if not panels:
         raise ValueError("panels is empty")
-    panels = {k: v if isinstance(v, str) else _check_values(v, n * n, f"grid_n**2 cells for grid_n={n}")
+    panels = {k: v if isinstance(v, str) else check_values(v, n * n, f"grid_n**2 cells for grid_n={n}")
               for k, v in panels.items()}
-    _check_colour_scale(vmin, vmax, cmap)
+    check_colour_scale(vmin, vmax, cmap)
     open_row = np.asarray(open_row)
+    carved = np.ones(n * n, bool)
+    carved[blocked_cells(n, open_row)] = False  # greyed by the overlay: no value printed there
     k = len(panels)
-    fig = _new_figure(0.9 + 3.2 * k, 4.3)
+    fig = new_figure(0.9 + 3.2 * k, 4.3)
     axes = fig.subplots(1, k, squeeze=False).ravel()
     for ax, (name, values) in zip(axes, panels.items()):
         if isinstance(values, str):
-            _grid_axes(ax, n, 0.05)
-            ax.add_patch(Rectangle((0, 0), n, n, facecolor="none", edgecolor="#bdbdbd", lw=0.8, ls="--"))
-            ax.text(n / 2, n / 2, values, ha="center", va="center", fontsize=7, color="#555555", wrap=True)
+            empty_panel(ax, n, values, fontsize=7, wrap=True)
         else:
-            _draw_cell_heatmap(ax, values, n, vmin=vmin, vmax=vmax, cmap=cmap, annotate=n <= 6,
-                               fontsize=8 if n <= 5 else 6.5)
-            ax.add_collection(LineCollection(_wall_segments(n, open_row), colors=WALL_COLOUR, linewidths=2.2,
-                                             capstyle="projecting", zorder=4))
-            if path is not None and len(path):
-                xy = _centres(path, n)
-                ax.plot(xy[:, 0], xy[:, 1], color=TRUE_COLOUR, lw=1.5, alpha=0.75, zorder=5)
-            if origin is not None:
-                (x, y), = _centres([origin], n)
-                ax.plot([x], [y - 0.28], "o", ms=7, mfc="white", mec="black", zorder=6)
-            if target is not None:
-                (x, y), = _centres([target], n)
-                ax.plot([x], [y - 0.28], "X", ms=8, mfc=TARGET_COLOUR, mec="black", zorder=6)
-            for cell in marks:
-                r, c = divmod(int(cell), n)
-                ax.add_patch(Rectangle((c + 0.05, r + 0.05), 0.9, 0.9, fill=False, edgecolor=MARK_COLOUR,
-                                       lw=2.0, ls="--", zorder=6))
+            draw_cell_values(ax, values, n, vmin=vmin, vmax=vmax, cmap=cmap, annotate=carved & (n <= 6),
+                             fontsize=8 if n <= 5 else 6.5)
+            draw_maze(ax, n, open_row, origin, target, path, on_map=True, marks=marks, pad=0.0)
         ax.set_title(name, fontsize=9)
     fig.colorbar(ScalarMappable(Normalize(vmin, vmax), cmap=colormaps[cmap]), ax=list(axes), shrink=0.85,
                  label=colorbar_label)
     if title:
-        _fitted_suptitle(fig, title, 9.0)
-    _save(fig, out_png)
+        fitted_suptitle(fig, title, 9.0)
+    save(fig, out_png)
 
 
 def render_embedding_pca(panels: dict[str, np.ndarray], grid_n: int, out_png: str | os.PathLike, *,
@@ -82,9 +65,9 @@ def render_embedding_pca(panels: dict[str, np.ndarray], grid_n: int, out_png: st
     """Cell embeddings projected to 2-D (``float [grid_n**2, 2]`` per panel, row = cell r*n+c),
     each point labelled ``(r,c)`` and coloured by its column, lattice neighbours joined by grey
     lines: a learnt lattice looks like a (bent) grid, a random one like a tangle."""
-    n = _check_grid_n(grid_n)
+    n = check_grid_n(grid_n)
     k = len(panels)
-    fig = _new_figure(0.4 + 4.2 * k, 4.6)
+    fig = new_figure(0.4 + 4.2 * k, 4.6)
     axes = fig.subplots(1, k, squeeze=False).ravel()
     r, c = np.divmod(np.arange(n * n), n)
     right = [(i, i + 1) for i in range(n * n) if c[i] < n - 1]
@@ -105,8 +88,8 @@ def render_embedding_pca(panels: dict[str, np.ndarray], grid_n: int, out_png: st
         ax.tick_params(labelsize=7)
         ax.autoscale_view()
     if title:
-        _fitted_suptitle(fig, title, 9.0)
-    _save(fig, out_png)
+        fitted_suptitle(fig, title, 9.0)
+    save(fig, out_png)
 
 
 def render_residual_pca(panels: dict[str, np.ndarray], current_cell: np.ndarray, ahead: np.ndarray,
@@ -114,10 +97,10 @@ def render_residual_pca(panels: dict[str, np.ndarray], current_cell: np.ndarray,
     """Residual streams in 2-D (``float [N, 2]`` per model, one row per path position), one row
     of panels per model: left coloured by the position's current cell, right by whether cell
     ``ahead_cell`` is still ahead on the path (``ahead`` bool [N])."""
-    n = _check_grid_n(grid_n)
+    n = check_grid_n(grid_n)
     current_cell, ahead = np.asarray(current_cell), np.asarray(ahead, dtype=bool)
     models = list(panels)
-    fig = _new_figure(8.6, 0.6 + 3.6 * len(models))
+    fig = new_figure(8.6, 0.6 + 3.6 * len(models))
     axes = fig.subplots(len(models), 2, squeeze=False)
     few = n * n <= 20
     cell_cmap = colormaps["tab20"] if few else colormaps["viridis"]
@@ -148,5 +131,5 @@ def render_residual_pca(panels: dict[str, np.ndarray], current_cell: np.ndarray,
         fig.colorbar(ScalarMappable(Normalize(0, n * n - 1), cmap=cell_cmap), ax=axes[:, 0].tolist(),
                      label="current cell r*n+c", shrink=0.8)
     if title:
-        _fitted_suptitle(fig, title, 9.0)
-    _save(fig, out_png)
+        fitted_suptitle(fig, title, 9.0)
+    save(fig, out_png)

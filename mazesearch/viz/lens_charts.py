@@ -8,7 +8,7 @@ import os
 import numpy as np
 from matplotlib import colormaps
 
-from mazesearch.viz.figure import _fitted_suptitle, _new_figure, _save
+from mazesearch.viz.figure import fitted_suptitle, new_figure, save
 
 _COLOURS = colormaps["tab10"].colors
 _MASS_STYLE = {"correct": ("correct next cell", _COLOURS[2]), "dead_end": ("dead-end branches", _COLOURS[3]),
@@ -28,7 +28,7 @@ def render_lens(layers: list[str], trained: dict, control: dict, chance_forks: f
     ``trained``/``control``: mazesearch.interp.lens.summarize results (rounded)."""
     x = np.arange(len(layers))
     ticks = ["embed"] + [f"after L{i}" for i in range(len(layers) - 1)]
-    fig = _new_figure(13.0, 4.8)
+    fig = new_figure(13.0, 4.8)
     acc, mass, dec = fig.subplots(1, 3)
     for group, colour in (("forks", _COLOURS[0]), ("corridors", _COLOURS[1])):
         acc.plot(x, _nan(trained["accuracy"][group]), "-o", color=colour, ms=4, label=f"trained, {group}")
@@ -56,8 +56,8 @@ def render_lens(layers: list[str], trained: dict, control: dict, chance_forks: f
         ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
         ax.spines[["top", "right"]].set_visible(False)
     if title:
-        _fitted_suptitle(fig, title)
-    _save(fig, out_png)
+        fitted_suptitle(fig, title)
+    save(fig, out_png)
 
 
 def render_attribution(names: list[str], mean: list[float], std: list[float], control_mean: list[float],
@@ -65,7 +65,7 @@ def render_attribution(names: list[str], mean: list[float], std: list[float], co
     """Horizontal bars, one row per component in the given order (top row first): the trained
     model's mean contribution (± one std as a whisker) beside the control's mean."""
     k = len(names)
-    fig = _new_figure(7.0, 1.2 + 0.32 * max(k, 1))
+    fig = new_figure(7.0, 1.2 + 0.32 * max(k, 1))
     ax = fig.add_subplot()
     y = np.arange(k)
     h = 0.4
@@ -79,5 +79,5 @@ def render_attribution(names: list[str], mean: list[float], std: list[float], co
     ax.legend(fontsize=8, frameon=False, loc="lower right")
     ax.spines[["top", "right"]].set_visible(False)
     if title:
-        _fitted_suptitle(fig, title)
-    _save(fig, out_png)
+        fitted_suptitle(fig, title)
+    save(fig, out_png)
