@@ -31,21 +31,21 @@ def main(argv: list[str] | None = None) -> None:
 
     from mazesearch.report.build import build_explorer
     from mazesearch.report.page import render_page, write_report
-    from mazesearch.report.sections import build_sections
+    from mazesearch.report.sections import build_sections, dataset_info
 
     t0 = time.perf_counter()
-    sections, assets = build_sections(Path(args.reports))
+    sections, assets = build_sections(Path(args.reports), dataset_info(Path(args.mazes_dir)))
     device = stage_device(spec, "report")
     explorer, note = build_explorer(params, spec, device, model_dir=Path(args.model_dir),
                                     mazes_dir=Path(args.mazes_dir), tokens_dir=Path(args.tokens_dir),
                                     predictions_dir=Path(args.predictions_dir), vocab_path=Path(args.vocab))
     present = [s.id for s in sections if s.present]
-    subtitle = f"{len(present)} of {len(sections)} sections present"
+    subtitle = ""  # render_page puts the count of sections present (as the nav lists them) first
     config = Path(args.model_dir) / "model_config.json"
     if config.is_file():
         cfg = read_json(config, "model config", "re-run `dvc repro train`")
-        subtitle += (f"; model: {cfg.get('n_layers')} layers x {cfg.get('n_heads')} heads, d_model "
-                     f"{cfg.get('d_model')}, {cfg.get('positional')} positions")
+        subtitle = (f"model: {cfg.get('n_layers')} layers x {cfg.get('n_heads')} heads, d_model "
+                    f"{cfg.get('d_model')}, {cfg.get('positional')} positions")
     page = render_page("mazesearch: does a small transformer search?", subtitle, sections, explorer, note)
     out = Path(args.out_dir)
     write_report(out / "index.html", out / "assets", page, assets)

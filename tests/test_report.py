@@ -120,6 +120,67 @@ def test_explore_matches_roles_and_the_hook_free_model(run):
         assert records[0]["open"] == "".join(map(str, mazes.open[0]))
 
 
+def test_a_placed_failure_carries_its_first_wrong_step_p_right_and_noncell_attention(run):
+    """A 2x2 maze placed in the 3x3 lattice, walked through a wall: the record flags step 1, gives
+    per layer the lens probability of the right cell (oracle: the hook-free model's residual stream
+    through its own unembedding) and each head's attention on every non-cell token (oracle: the
+    bridge's pattern summed by token), which with the cells' adds up to 1."""
+    from mazesearch.data.dataset import build_mazes
+    from mazesearch.data.tokens import TokenizerOptions, encode
+    from mazesearch.report.explorer import END, explore, right_choices, unpack
+
+    with one_torch_thread():
+        vocab, _, _, gpt, bridge, _ = _explore_inputs(run)
+        mazes, _ = build_mazes(generator="dfs", grid_n=3, sizes=[2], n_mazes=6, seed=3)
+        tokens = encode(mazes, vocab, TokenizerOptions())
+        n, L, H = 3, gpt.cfg.n_layers, gpt.cfg.n_heads
+        cell_id = lambda c: int(vocab.unary_id[c // n, c % n])  # noqa: E731
+        i = next(i for i in range(len(mazes)) if mazes.path_len[i] >= 2)  # a way round: 2 moves or more
+        path = mazes.path(i).tolist()
+        blocked = [c for c in range(n * n) if c not in {int(a) for e in edge_endpoints_open(mazes, i) for a in e}]
+        assert len(blocked) == 5  # placed: five uncarved cells
+        # origin, then a jump to the farthest uncarved cell (off the maze), then <PATH_END>
+        far = max(blocked, key=lambda c: abs(c // n - path[0] // n) + abs(c % n - path[0] % n))
+        walk = [path[0], far]  # not a lattice neighbour: a jump
+        predicted = [np.array([cell_id(c) for c in walk] + [vocab.id("<PATH_END>")], np.int64)]
+        rec = explore(bridge, vocab, mazes.take(np.array([i])), tokens.take(np.array([i])), predicted, probes=[])[0]
+        assert rec["first_wrong"] == 1
+        assert [s["kind"] for s in rec["steps"]] == ["start", "jump", "end"]
+        right, _ = right_choices(n, mazes.open[i], path[0], path[-1], walk + [END])
+        assert [s["right"] for s in rec["steps"]] == right and right[1] == [path[1]] and right[2] == []
+        assert rec["steps"][2]["p_right"] is None  # nothing is right off the maze
+        seq = np.concatenate([tokens.prompt(i), predicted[0]]).astype(np.int64)
+        ids = torch.from_numpy(seq)[None]
+        P, S = int(tokens.prompt_len[i]), 3
+        K = len(rec["noncell_tokens"])
+        noncell = unpack(rec["noncell"], (S, L, H, K))
+        attn = unpack(rec["attn"], (S, L, H, n * n))
+        with torch.no_grad():
+            _, cache = bridge.run_with_cache(ids)
+            streams = list(gpt.residual_stream(ids))
+        for s in range(2):
+            q = P - 1 + s
+            want_ids = [cell_id(c) for c in rec["steps"][s]["right"]]
+            for layer, resid in enumerate(streams):
+                with torch.no_grad():
+                    probs = torch.softmax(gpt.logits(resid[0, q]).double(), -1).numpy()
+                assert abs(rec["steps"][s]["p_right"][layer] - probs[want_ids].sum()) <= 1e-3
+            for layer in range(L):
+                for h in range(H):
+                    w = cache[f"blocks.{layer}.attn.hook_pattern"][0, h, q, : q + 1].double().numpy()
+                    for k, tok in enumerate(rec["noncell_tokens"]):
+                        want = w[seq[: q + 1] == vocab.id(tok)].sum()
+                        assert abs(noncell[s, layer, h, k] - want) <= 0.5 / 255 + 1e-6, (s, layer, h, tok)
+                    assert abs(noncell[s, layer, h].sum() + attn[s, layer, h].sum() - 1.0) <= (K + n * n) / 255
+        assert "<TARGET_END>" in rec["noncell_tokens"] and "<PATH_END>" not in rec["noncell_tokens"]
+
+
+def edge_endpoints_open(mazes, i):
+    from mazesearch.data.maze import edge_endpoints
+
+    return edge_endpoints(mazes.grid_n)[mazes.open[i] != 0].tolist()
+
+
 class _PlantedBridge:
     """Layer 1's residual is the future-path indicator of the sequence (cells named after the
     position, up to <PATH_END>) plus noise; layer 0 is noise alone. run_with_cache mimics TL's."""
@@ -210,6 +271,11 @@ def test_stage_writes_an_offline_deterministic_page(run, tmp_path):
     assert suite["name"] == "probe" and len(suite["mazes"]) == 3
     assert [m["exact"] for m in suite["mazes"]] == [False, False, True]  # failures first (odd rows), up to half
     assert data["probe"]["f1"].keys() == {"trained", "random_init"} and len(data["probe"]["f1"]["trained"]) == 3
+    from mazesearch.viz.overlay import scheme
+
+    assert data["style"] == scheme()  # the explorer draws with the pictures' one scheme
+    # the cut-short failures (origin, one move, <PATH_END>) go wrong at step 2: <PATH_END> off the target
+    assert [m["first_wrong"] for m in suite["mazes"]] == [2, 2, None]
     assets = sorted(p.name for p in (tmp_path / "a" / "assets").iterdir())
     for name in assets:
         assert f"assets/{name}" in page

@@ -16,7 +16,7 @@ import pytest
 from mazesearch.report.sections import Section, build_sections
 from mazesearch.report.sections_html import Ctx, svg_chart
 
-IDS = ["data", "training", "evaluation", "size", "probes", "interp", "causal"]
+IDS = ["findings", "data", "training", "evaluation", "size", "probes", "interp", "causal"]
 REAL_REPORTS = Path(__file__).parents[1] / "reports"
 
 
@@ -113,14 +113,15 @@ FILES = {
                                             "edit_carries_until": "L2 in", "decision_from": "L3 in", "top_head": "L0H1",
                                             "top_head_noise_damage": 0.6342, "top_head_denoise": 0.2941}},
     "patching/resid.png": _png(), "patching/heads.png": _png(),
-    "steering/metrics.json": {"edge_add": {"n_pairs": 128, "best_strength": 0.5, "probe_success": 0.2109,
-                                           "probe_broken": 0.4766, "random_success": 0.1172, "permuted_success": 0.0859,
-                                           "sae_success": 0.1328, "unsteered_success": 0.0625, "unsteered_broken": 0.3438},
+    "steering/metrics.json": {"edge_add": {"probe_success": 0.2109, "random_success": 0.1172, "sae_success": 0.1328},
                               "target_move": {"n_pairs": 128, "best_strength": 0.1, "probe_success": 0.0,
                                               "ceiling": 0.7578, "mean_diff_success": 0.6641, "mean_diff_broken": 0.2266,
                                               "mean_diff_random_success": 0.0, "mean_diff_permuted_success": 0.0078,
                                               "mean_diff_of_ceiling": 0.8763, "label_free_success": 0.6562}},
-    "steering/details.json": {"kinds": {"edge_add": {"rates": {"probe": {"0.5": {
+    "steering/details.json": {"summary": {"edge_add": {"n_pairs": 128, "best_strength": 0.5, "probe_broken": 0.4766,
+                                                       "permuted_success": 0.0859, "unsteered_success": 0.0625,
+                                                       "unsteered_broken": 0.3438}},
+                              "kinds": {"edge_add": {"rates": {"probe": {"0.5": {
         "success": {"rate": 0.2109, "lo": 0.1492, "hi": 0.2895, "n": 128}}}}}},
         "retarget": {"target_move": {"mean_diff": {"site": "target", "layer": 2, "best_strength": 1.0}}}},
     "steering/success.png": _png(), "steering/retarget.png": _png(), "steering/breaks.png": _png(),
@@ -172,7 +173,7 @@ def test_empty_reports_names_the_stages(tmp_path):
     sections, assets = build_sections(tmp_path / "reports")
     assert [s.id for s in sections] == IDS
     assert not any(s.present for s in sections) and assets == {}
-    stages = {"data": ["generate"], "training": ["train"], "evaluation": ["eval_summary", "pictures"],
+    stages = {"findings": [], "data": ["generate"], "training": ["train"], "evaluation": ["eval_summary", "pictures"],
               "size": ["eval_summary"], "probes": ["probes"],
               "interp": ["heads", "geometry", "logit_lens", "dla", "reach", "dynamics"],
               "causal": ["counterfactuals", "patching", "steering", "faithfulness"]}

@@ -97,8 +97,10 @@ def build_explorer(params: Params, spec: ReportSpec, device, *, model_dir: Path,
         for rec, ok in zip(records, exact):
             rec["exact"] = ok
         suites.append({"name": suite, "dataset": dataset, "grid_n": int(mazes.grid_n), "mazes": records})
+    from mazesearch.viz.overlay import scheme
+
     doc = {
-        "n_layers": L, "n_heads": trained.cfg.n_heads,
+        "n_layers": L, "n_heads": trained.cfg.n_heads, "style": scheme(),
         "layer_names": ["embedding"] + [f"after block {i}" for i in range(L)],
         "edges": {str(s["grid_n"]): edge_endpoints(s["grid_n"]).ravel().tolist() for s in suites},
         "probe": {"target": "future_path", "dataset": spec.dataset, "n_mazes": n,

@@ -7,11 +7,17 @@ stage evaluate fed it, re-encoded with the suite's tokenizer options). Step j is
 
 * ``attn``  ``[L, H, cells]``: each head's attention from the query summed over the key tokens
   that name a cell (adjacency list, origin, target, path so far);
+* ``noncell`` ``[L, H, K]``: the rest of that attention, summed per non-cell token (``<TARGET_END>``,
+  ``;``, ``<-->``, ...: the maze's ``noncell_tokens``), so cells plus these sum to 1;
 * ``lens``  ``[L + 1, cells]``: the logit lens, each layer's residual decoded through the final
   LayerNorm and unembedding, softmax probability of every cell's token (layer 0 = embedding);
 * ``probe`` ``[L + 1, cells]``: a linear ``future_path`` probe per layer (is the cell still to be
   walked?), fitted here on teacher-forced mazes of another dataset and scored beside the same
-  probe on the random-init model (:func:`fit_future_path_probes`).
+  probe on the random-init model (:func:`fit_future_path_probes`);
+* ``right`` and ``p_right`` ``[L + 1]``: the choices that were right at this step (:func:`right_choices`:
+  a cell continuing a shortest path from the model's last cell, ``<PATH_END>`` on the target) and
+  the logit lens's probability on them per layer. The maze's ``first_wrong`` is the first step whose
+  choice was not right (None when every emitted choice was).
 
 Values in [0, 1] travel as uint8 (``round(255 v)``), base64: ~50 KB per maze instead of ~200 KB
 of JSON numbers. Everything runs through the TransformerLens bridge (``run_with_cache``).
@@ -26,11 +32,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mazesearch.data.maze import MazeBatch
-from mazesearch.data.tokens import TokenBatch, Vocab
+from mazesearch.data.maze import MazeBatch, edge_endpoints
+from mazesearch.data.tokens import PATH_END, TokenBatch, Vocab
 from mazesearch.interp.labels import future_path
 from mazesearch.interp.lens import decode_cached, lens_hooks
 from mazesearch.interp.probes import fit_logistic_multilabel, split_by_maze
+from mazesearch.viz.overlay import open_edge_set, step_kind
 
 
 def cell_of_token(vocab: Vocab, grid_n: int) -> np.ndarray:
@@ -38,6 +45,77 @@ def cell_of_token(vocab: Vocab, grid_n: int) -> np.ndarray:
     r, c = vocab.coord_row.astype(np.int64), vocab.coord_col.astype(np.int64)
     inside = (r >= 0) & (r < grid_n) & (c >= 0) & (c < grid_n)
     return np.where(inside, r * grid_n + c, -1)
+
+
+END = -2  # <PATH_END> among a step's choices (cells are >= 0, -1 names a token that is no cell)
+
+
+def distances_to(n: int, open_row: np.ndarray, target: int) -> np.ndarray:
+    """Moves from every cell to ``target`` through open edges: ``int64 [n*n]``, -1 if unreachable."""
+    nbrs: list[list[int]] = [[] for _ in range(n * n)]
+    for (a, b), bit in zip(edge_endpoints(n).tolist(), np.asarray(open_row).tolist()):
+        if bit:
+            nbrs[a].append(b)
+            nbrs[b].append(a)
+    dist = np.full(n * n, -1, dtype=np.int64)
+    dist[target], frontier = 0, [target]
+    while frontier:
+        nxt = []
+        for a in frontier:
+            for b in nbrs[a]:
+                if dist[b] < 0:
+                    dist[b] = dist[a] + 1
+                    nxt.append(b)
+        frontier = nxt
+    return dist
+
+
+def step_kinds(n: int, open_row: np.ndarray, chosen: list[int]) -> list[str]:
+    """What each choice did, for drawing: "start" (the first cell), "move", "wall" (through a
+    closed edge), "jump" (to a non-neighbour), "stay" (the same cell again) relative to the last
+    cell chosen before it; "noncell" (a token naming no cell), "end" (<PATH_END>), "none" (nothing
+    chosen: the model stopped)."""
+    edges, last, kinds = open_edge_set(n, open_row), None, []
+    for c in chosen:
+        if c == END:
+            kinds.append("end")
+        elif c is None:
+            kinds.append("none")
+        elif c < 0:
+            kinds.append("noncell")
+        else:
+            kinds.append("start" if last is None else step_kind(n, edges, last, c))
+            last = c
+    return kinds
+
+
+def right_choices(n: int, open_row: np.ndarray, origin: int, target: int, chosen: list[int]
+                  ) -> tuple[list[list[int]], int | None]:
+    """For each step j (the model chose ``chosen[j]``: a cell, -1 for a token naming no cell, END
+    for <PATH_END>, None for nothing), the choices that were right there given where the model
+    stood: the origin before any cell; on the target, <PATH_END>; elsewhere each open neighbour of
+    the last chosen cell one move closer to the target (several where shortest paths split; none
+    off the maze). Returns (right choices per step, the first step whose choice is not among its
+    right ones, or None)."""
+    dist = distances_to(n, open_row, target)
+    edges = open_edge_set(n, open_row)
+    last, out, first_wrong = None, [], None
+    for j, c in enumerate(chosen):
+        if last is None:
+            right = [int(origin)]
+        elif last == target:
+            right = [END]
+        elif dist[last] < 0:
+            right = []
+        else:
+            right = sorted(b for b in range(n * n) if dist[b] == dist[last] - 1
+                           and (min(last, b), max(last, b)) in edges)
+        out.append(right)
+        if first_wrong is None and c not in right:
+            first_wrong = j
+        if c is not None and c >= 0:
+            last = int(c)
+    return out, first_wrong
 
 
 def is_exact(exact_path) -> np.ndarray:
@@ -182,6 +260,9 @@ def explore(bridge, vocab: Vocab, mazes: MazeBatch, tokens: TokenBatch, predicte
     probe = np.stack([p.predict(x) for p, x in zip(probes, resid)]) if probes else np.zeros((0, len(pi), cells))
 
     cell_token = np.flatnonzero(cell_of >= 0)
+    token_of_cell = np.full(cells, -1, dtype=np.int64)
+    token_of_cell[cell_of[cell_token]] = cell_token
+    end_id = vocab.id(PATH_END)
     records, row = [], 0
     for i, (seq, q) in enumerate(zip(seqs, queries)):
         S = len(q)
@@ -189,7 +270,13 @@ def explore(bridge, vocab: Vocab, mazes: MazeBatch, tokens: TokenBatch, predicte
         row += S
         key_cell = cell_of[seq]  # [T]
         on_cell = key_cell >= 0
+        # non-cell keys of this maze, grouped by token: [K] token ids and each key's group
+        keys = np.arange(len(seq)) <= q[-1]  # tokens some step's query reads
+        kinds, key_kind = np.unique(seq[~on_cell & keys], return_inverse=True)
+        group = np.full(len(seq), -1)
+        group[~on_cell & keys] = key_kind
         mass = np.zeros((S, L, H, cells))
+        other = np.zeros((S, L, H, len(kinds)))
         for s in range(S):  # attention mass per cell: sum over the keys naming it (keys up to the query)
             k = q[s] + 1
             for layer in range(L):
@@ -197,21 +284,35 @@ def explore(bridge, vocab: Vocab, mazes: MazeBatch, tokens: TokenBatch, predicte
                     w = attn[layer, row - S + s, h, :k]
                     mass[s, layer, h] = np.bincount(key_cell[:k][on_cell[:k]], weights=w[on_cell[:k]],
                                                     minlength=cells)
+                    other[s, layer, h] = np.bincount(group[:k][~on_cell[:k]], weights=w[~on_cell[:k]],
+                                                     minlength=len(kinds))
         lens_cells = np.zeros((S, L + 1, cells))
         lens_cells[:, :, cell_of[cell_token]] = lens[:, rows][:, :, cell_token].transpose(1, 0, 2)
         top = lens[:, rows].argmax(axis=-1)  # [L+1, S]
         top_p = np.take_along_axis(lens[:, rows], top[..., None], axis=-1)[..., 0]
         pred = np.asarray(predicted[i], dtype=np.int64)
-        steps = [{"token": vocab.id_to_token[int(pred[s])] if s < len(pred) else "",
-                  "cell": int(cell_of[pred[s]]) if s < len(pred) else -1,
-                  "lens_top": [[vocab.id_to_token[int(top[layer, s])], round(float(top_p[layer, s]), 3)]
-                               for layer in range(L + 1)]}
-                 for s in range(S)]
+        chosen = [None if s >= len(pred) else END if pred[s] == end_id else int(cell_of[pred[s]])
+                  for s in range(S)]
+        right, first_wrong = right_choices(n, mazes.open[i], int(mazes.origin[i]), int(mazes.target[i]), chosen)
+        kinds_drawn = step_kinds(n, mazes.open[i], chosen)
+        steps = []
+        for s in range(S):
+            right_ids = [end_id if c == END else int(token_of_cell[c]) for c in right[s]]
+            p_right = lens[:, row - S + s][:, right_ids].sum(axis=-1)  # [L + 1]
+            steps.append({
+                "token": vocab.id_to_token[int(pred[s])] if s < len(pred) else "",
+                "cell": int(cell_of[pred[s]]) if s < len(pred) else -1,
+                "kind": kinds_drawn[s],
+                "right": right[s],
+                "p_right": [round(float(p), 3) for p in p_right] if right_ids else None,
+                "lens_top": [[vocab.id_to_token[int(top[layer, s])], round(float(top_p[layer, s]), 3)]
+                             for layer in range(L + 1)]})
         records.append({
             "maze_id": str(int(mazes.maze_id[i])), "n": n, "open": "".join(map(str, mazes.open[i].tolist())),
             "origin": int(mazes.origin[i]), "target": int(mazes.target[i]),
-            "true_path": [int(c) for c in mazes.path(i)], "steps": steps,
+            "true_path": [int(c) for c in mazes.path(i)], "steps": steps, "first_wrong": first_wrong,
             "attn": pack(mass), "lens": pack(lens_cells),
+            "noncell_tokens": [vocab.id_to_token[int(t)] for t in kinds], "noncell": pack(other),
             "probe": pack(probe[:, rows].transpose(1, 0, 2)) if probes else None,
         })
     return records

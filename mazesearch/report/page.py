@@ -54,7 +54,15 @@ section h2{margin:8px 0}section.missing{opacity:.75}
 table{border-collapse:collapse;margin:8px 0 14px;font-size:13px}caption{text-align:left;font-weight:600;padding:4px 0}
 th,td{border-bottom:1px solid #e5e7eb;padding:3px 8px;text-align:left}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.sel td{background:#fef3c7}
-img{max-width:100%;height:auto;border:1px solid #eee}
+img{max-width:100%;height:auto;border:1px solid #eee}a.zoom{cursor:zoom-in}
+section,h3,[id]{scroll-margin-top:var(--nav-h,52px)}
+td.num,th.num{white-space:nowrap}
+#zoom{position:fixed;inset:0;z-index:10;background:rgba(15,23,42,.85);overflow:auto;cursor:zoom-out;padding:16px}
+#zoom[hidden]{display:none}#zoom img{max-width:none;width:auto;height:auto;background:#fff;display:block;margin:0 auto}
+#zoom p{color:#e5e7eb;margin:0 0 8px;font-size:12px;text-align:center}
+table.findings td.verdict{font-weight:600;white-space:nowrap}table.findings td.source{color:#6b7280;font-size:12px}
+table.findings tr.supported td.verdict{color:#15803d}table.findings tr.contradicted td.verdict{color:#b91c1c}
+table.findings tr.open td.verdict{color:#92400e}
 .gallery{display:flex;flex-wrap:wrap;gap:12px}.gallery figure{margin:0;max-width:640px}
 .caption,figcaption{color:#555;font-size:12px}.missing{color:#92400e}.metric{font-weight:600}
 #explorer .controls{display:flex;flex-wrap:wrap;gap:10px;align-items:center;margin:8px 0}
@@ -63,7 +71,38 @@ img{max-width:100%;height:auto;border:1px solid #eee}
 #ex-heads{display:grid;gap:4px;margin-top:10px}
 #ex-heads button.head{border:2px solid transparent;background:#fff;padding:1px;cursor:pointer;font-size:10px}
 #ex-heads button.head.sel{border-color:#ff7f0e}#ex-heads span{display:block}
-#ex-info{font-weight:500}
+#ex-info{font-weight:500}#ex-info.wrong{color:#b91c1c}
+#explorer .legend{display:flex;flex-wrap:wrap;gap:4px 14px;font-size:12px;color:#444;margin:4px 0}
+#explorer .legend svg{vertical-align:middle}
+"""
+
+
+# Page behaviour, no library: a click on a figure opens it at its native size over the page (Esc,
+# or another click, closes it; without scripts the link opens the PNG itself), and the sticky
+# nav's height sets how far below it a jump to a section lands (CSS scroll-margin-top).
+_PAGE_JS = """
+(function () {
+  "use strict";
+  const nav = document.querySelector("nav");
+  const fit = () => document.documentElement.style.setProperty("--nav-h", (nav.offsetHeight + 8) + "px");
+  fit();
+  window.addEventListener("resize", fit);
+  const zoom = document.getElementById("zoom"), label = zoom.querySelector("p");
+  const close = () => { zoom.hidden = true; zoom.querySelectorAll("img").forEach((i) => i.remove()); };
+  document.querySelectorAll("a.zoom").forEach((a) => a.addEventListener("click", (e) => {
+    e.preventDefault();
+    close();
+    const big = document.createElement("img");
+    big.src = a.getAttribute("href");
+    big.alt = a.querySelector("img").alt;
+    label.textContent = big.alt + " (native size; click or Esc to close)";
+    zoom.appendChild(big);
+    zoom.hidden = false;
+    zoom.scrollTo(0, 0);
+  }));
+  zoom.addEventListener("click", close);
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape" && !zoom.hidden) close(); });
+})();
 """
 
 
@@ -78,13 +117,19 @@ def _explorer_html(doc: dict | None, note: str) -> str:
     probe = ""
     if doc.get("probe"):
         p = doc["probe"]
-        probe = (f" The probe panel: a linear <code>future_path</code> probe per layer, fitted on {p['n_mazes']} "
-                 f"teacher-forced mazes of dataset <code>{html.escape(p['dataset'])}</code> (held-out F1 beside "
-                 f"the same fit on the random-init model in its caption).")
+        probe = (f" The probe panel: the explorer's own linear <code>future_path</code> probe per layer, fitted "
+                 f"on {p['n_mazes']} teacher-forced mazes of dataset <code>{html.escape(p['dataset'])}</code>; its "
+                 f"caption gives the <em>explorer probe micro-F1</em> (pooled over cells, held-out mazes) beside the "
+                 f"same fit on the random-init model. It is a lens for looking, not the Probes section's result: "
+                 f"that section's <code>future_path</code> test score is a balanced accuracy of the stage's probe "
+                 f"at its best layer, and its picture maps a per-cell F1 (see there).")
     return f"""<section id="explorer"><h2>Maze explorer</h2>
 <p class="caption">{html.escape(note)} Pick a suite and a maze, step through the model's own path
-(buttons, slider, or ← →). Green dashes: the true shortest path; orange: the cells the model has emitted;
-dashed orange box: the cell chosen at this step. Click a small map to pick its head.{probe}</p>
+(buttons, slider, or ← →); "first wrong step" jumps to the first choice that leaves every shortest path
+(the right choices at each step: the cells one move closer to the target from where the model stands,
+<code>&lt;PATH_END&gt;</code> on the target). The marks are the gallery's: arrows are the model's steps up to
+this one, a dashed box the cell chosen at this step (red at the first wrong step, which keeps a red "!" after).
+Click a small map to pick its head.{probe}</p>
 <div class="controls">
 <label>suite <select id="ex-suite"></select></label>
 <label>maze <select id="ex-maze"></select></label>
@@ -92,12 +137,16 @@ dashed orange box: the cell chosen at this step. Click a small map to pick its h
 <input id="ex-step" type="range" min="0" max="0" value="0" aria-label="step">
 <button id="ex-next" type="button">next ▶</button>
 <span id="ex-step-label"></span>
+<button id="ex-first-wrong" type="button">first wrong step</button>
 <label>attention <select id="ex-block"></select></label><select id="ex-head" aria-label="head"></select>
 <label>residual <select id="ex-layer"></select></label>
 </div>
+<p id="ex-legend" class="legend"></p>
 <p id="ex-info"></p>
 <div class="panels">
 <div class="panel"><svg id="ex-attn" role="img" aria-label="attention"></svg><p id="ex-attn-caption"></p></div>
+<div class="panel"><svg id="ex-noncell" role="img" aria-label="attention on non-cell tokens"></svg>
+<p id="ex-noncell-caption"></p></div>
 <div class="panel"><svg id="ex-lens" role="img" aria-label="logit lens"></svg><p id="ex-lens-caption"></p></div>
 <div class="panel"><svg id="ex-probe" role="img" aria-label="probe"></svg><p id="ex-probe-caption"></p></div>
 <div class="panel"><table id="ex-lens-top"></table></div>
@@ -110,7 +159,9 @@ dashed orange box: the cell chosen at this step. Click a small map to pick its h
 
 def render_page(title: str, subtitle: str, sections: list[Section], explorer: dict | None,
                 explorer_note: str, explorer_after: str = "size") -> str:
-    """The whole page as one string; the explorer goes right after section ``explorer_after``."""
+    """The whole page as one string; the explorer goes right after section ``explorer_after``. The
+    header starts with how many sections are present out of those the nav lists (the explorer
+    included), then ``subtitle``."""
     def wrap(s: Section) -> str:
         cls = "" if s.present else ' class="missing"'
         return f'<section id="{html.escape(s.id)}"{cls}><h2>{html.escape(s.title)}</h2>\n{s.html}\n</section>'
@@ -121,6 +172,8 @@ def render_page(title: str, subtitle: str, sections: list[Section], explorer: di
                       _explorer_html(explorer, explorer_note)))
     nav = " ".join(f'<a href="#{html.escape(i)}"{"" if present else " class=missing"}>{html.escape(t)}</a>'
                    for i, t, present, _ in order)
+    count = f"{sum(present for _, _, present, _ in order)} of {len(order)} sections present"  # as the nav lists them
+    subtitle = count + (f"; {subtitle}" if subtitle else "")
     body = "\n".join(o[3] for o in order)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -131,7 +184,9 @@ def render_page(title: str, subtitle: str, sections: list[Section], explorer: di
 <nav>{nav}</nav>
 <main>
 {body}
-</main></body></html>
+</main>
+<div id="zoom" hidden><p></p></div>
+<script>{_PAGE_JS}</script></body></html>
 """
 
 

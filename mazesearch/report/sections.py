@@ -9,7 +9,10 @@ Reads (the stage that writes each in dvc.yaml is named in the page when a file i
     probes/metrics/*.json, details.json, *_f1.png              probes     -> probes
     heads, geometry, logit_lens, dla, reach, dynamics          (same-named stages) -> interp
     counterfactuals, patching, steering, faithfulness          (same-named stages) -> causal
-Nothing else: no params.yaml, no data files, so the sections build without the pipeline's inputs.
+    findings                                                   every one above -> findings (first)
+Nothing else: no params.yaml, and of the data files only what the stage passes in (each
+dataset's generator and lattice side, read from data/mazes), so the sections build without the
+pipeline's inputs.
 A missing file is named with its ``dvc repro`` stage; an unreadable one gives a "could not read"
 note for its block only. Same files -> the same strings (docs/metrics.md, docs/probes.md and
 docs/interp.md define the numbers)."""
@@ -21,6 +24,7 @@ import json
 import re
 from pathlib import Path
 
+from mazesearch.report.findings import RULE, collect, train_side
 from mazesearch.report.sections_html import (
     READ_ERRORS, Ctx, Num, as_dict, caption, esc, heading, interval, metric, num, rate, signed, svg_chart, table)
 from mazesearch.report.sections_interp import causal_parts, interp_parts
@@ -34,10 +38,31 @@ class Section:
     present: bool  # False when none of the section's stage outputs exist
 
 
-def build_sections(reports: Path) -> tuple[list[Section], dict[str, Path]]:
-    """Sections in page order + the images to copy: asset file name -> source path."""
+def dataset_info(mazes_dir: Path) -> dict[str, tuple[str | None, int | None]]:
+    """dataset -> (generator, lattice side) from data/mazes/<dataset>.parquet (two columns read);
+    a file that cannot be read is left out (the Data table then shows –)."""
+    import pyarrow.parquet as pq
+
+    out = {}
+    for path in sorted(Path(mazes_dir).glob("*.parquet")):
+        try:
+            t = pq.read_table(path, columns=["generator", "grid_n"])
+        except (OSError, ValueError, KeyError):
+            continue
+        gens = sorted({str(g) for g in t["generator"].unique().to_pylist() if g is not None})
+        grids = t["grid_n"].unique().to_pylist()
+        out[path.stem] = (", ".join(gens) or None, int(grids[0]) if len(grids) == 1 else None)
+    return out
+
+
+def build_sections(reports: Path, datasets: dict[str, tuple] | None = None) -> tuple[list[Section], dict[str, Path]]:
+    """Sections in page order + the images to copy: asset file name -> source path.
+    ``datasets``: dataset -> (generator, lattice side) (:func:`dataset_info`), for the Data table
+    and the findings' training maze size; without it they come from reports/eval/summary.json."""
     ctx = Ctx(Path(reports))
-    plan = [("data", "Data", _data), ("training", "Training", _training), ("evaluation", "Evaluation", _evaluation),
+    ctx.datasets = dict(datasets or {})
+    plan = [("findings", "Findings", _findings),
+            ("data", "Data", _data), ("training", "Training", _training), ("evaluation", "Evaluation", _evaluation),
             ("size", "Size generalization", _size), ("probes", "Probes", _probes),
             ("interp", "Inside the model", interp_parts), ("causal", "Causal tests", causal_parts)]
     sections = []
@@ -56,9 +81,28 @@ def _nothing_yet(missing: list[tuple[str, str]]) -> str:
     for shown, stage in missing:
         if shown not in by_stage.setdefault(stage, []):
             by_stage[stage].append(shown)
+    if not by_stage:  # a section that reads the others' files (findings)
+        return '<p class="missing">Not built yet: none of the files it reads exist (see the sections below).</p>'
     items = "".join(f"<li><code>dvc repro {esc(stage)}</code> writes {esc(', '.join(paths))}</li>"
                     for stage, paths in by_stage.items())
     return f'<p class="missing">Not built yet: none of this section\'s files exist.</p>\n<ul class="missing">{items}</ul>'
+
+
+# ------------------------------------------------------------------------------------ findings
+
+def _findings(ctx: Ctx) -> list[str]:
+    grid = (ctx.datasets.get("train") or (None, None))[1]
+    found = collect(ctx.reports, train_side(ctx.reports, grid))
+    if not found:
+        return []
+    ctx.found += 1
+    rows = "\n".join(f'<tr class="{esc(f.verdict)}"><td>{esc(f.hypothesis)}</td><td>{esc(f.evidence)}</td>'
+                     f'<td class="verdict">{esc(f.verdict)}</td><td class="source">{esc(f.source)}</td></tr>' for f in found)
+    counts = {v: sum(f.verdict == v for f in found) for v in ("supported", "contradicted", "open")}
+    return [f'<table class="findings"><caption>{esc(len(found))} hypotheses, each number beside its control: '
+            f'{counts["supported"]} supported, {counts["contradicted"]} contradicted, {counts["open"]} open</caption>\n'
+            f"<thead><tr><th>hypothesis</th><th>score vs control</th><th>verdict</th><th>from reports/</th></tr></thead>"
+            f"\n<tbody>\n{rows}\n</tbody></table>", caption("The rule: " + RULE + " (mazesearch/report/findings.py)")]
 
 
 # ------------------------------------------------------------------------------------ data
@@ -90,6 +134,8 @@ def _data(ctx: Ctx) -> list[str]:
         if not (ctx.reports / f"data/details/{name}.json").is_file():
             no_details.append(f"data/details/{name}.json")
         gen, grid = known.get(name, (None, None))
+        if name in ctx.datasets:  # read from data/mazes/<name>.parquet: every dataset, trained on or not
+            gen, grid = ctx.datasets[name]
         row = [name, gen or "–", Num(num(grid)), "–"] + [Num("–")] * 7
         for rel, fill in ((f"data/{name}.json", _data_counts), (f"data/details/{name}.json", _data_means)):
             if (ctx.reports / rel).is_file():
@@ -102,8 +148,9 @@ def _data(ctx: Ctx) -> list[str]:
                  ["dataset", "generator", "grid", "maze sides", Num("mazes"), Num("dropped: in train"),
                   Num("duplicates"), Num("path moves"), Num("forks on path"), Num("dead ends"),
                   Num(">1 shortest path")], rows),
-           caption("Generator and grid side come from reports/eval/summary.json (– for a dataset no suite "
-                   "evaluates). 'dropped: in train' counts mazes removed because the training set holds them; "
+           caption("Generator and grid (lattice) side are read from data/mazes/<name>.parquet, since the "
+                   "dataset stats files do not record them (else from reports/eval/summary.json; – when neither "
+                   "has the dataset). 'dropped: in train' counts mazes removed because the training set holds them; "
                    "duplicates are repeats kept within the set; '>1 shortest path' is the fraction of mazes "
                    "with several shortest paths (cyclic generators). docs/data.md.")]
     if no_details:
@@ -154,7 +201,7 @@ def _curves(ctx: Ctx) -> str:
             loss.append((name, _tsv_points(ctx, rel)))
         elif "exact" in tsv.stem or "acc" in tsv.stem:
             acc.append((name, _tsv_points(ctx, rel)))
-    charts = [svg_chart("loss vs step", loss, "step", "loss") if loss else "",
+    charts = [svg_chart("loss vs step", loss, "step", "loss", log_y=True) if loss else "",
               svg_chart("accuracy vs step", acc, "step", "rate", y_range=(0.0, 1.0)) if acc else ""]
     return "\n".join(c for c in charts if c) + caption(
         "Drawn from reports/train/plots/metrics/<curve>/<value>.tsv (dvclive). The validation points are "
@@ -251,15 +298,27 @@ def _probes(ctx: Ctx) -> list[str]:
 
     def headline():
         names = sorted(p.stem for p in (ctx.reports / "probes/metrics").glob("*.json"))
+        scored = {}  # probe -> its test score's metric (balanced_accuracy, r2, ...), from details.json
+        try:  # read quietly: the per-layer block below reports that file's problems
+            scored = {k: str(v.get("main_score")) for k, v in ctx.read_json("probes/details.json").items()
+                      if isinstance(v, dict) and v.get("main_score")}
+        except READ_ERRORS:
+            pass
         rows = []
         for name in names:
             m = ctx.read_json(f"probes/metrics/{name}.json")
-            rows.append([name, m.get("best_layer") or "–", Num(rate(m.get("test_score"))),
+            rows.append([name, m.get("best_layer") or "–", (scored.get(name) or "–").replace("_", " "),
+                         Num(rate(m.get("test_score"))),
                          Num(signed(m.get("selectivity_vs_random_init"))), Num(signed(m.get("selectivity_vs_permuted")))])
         return table("Probe headline: the layer chosen on validation mazes, its test score and selectivity "
                      "(trained − control) against each control (reports/probes/metrics/<probe>.json)",
-                     ["probe", "best layer (val)", Num("test score"), Num("vs random-init"), Num("vs permuted labels")],
-                     rows)
+                     ["probe", "best layer (val)", "test score is", Num("test score"), Num("vs random-init"),
+                      Num("vs permuted labels")], rows) + caption(
+            "One name per number: a multilabel probe's test score is its balanced accuracy, computed per cell "
+            "(edge) and averaged over the cells (docs/probes.md); the F1 pictures below map the F1 of each cell, "
+            "and their panels' 'mean F1' is the mean of those (the macro F1, a different number); the maze "
+            "explorer's future-path caption gives its own lighter probe's F1 pooled over cells (explorer probe "
+            "micro-F1), not this one either.")
 
     def by_layer():
         details.update(ctx.read_json("probes/details.json"))
@@ -288,6 +347,7 @@ def _probes(ctx: Ctx) -> list[str]:
 
     out = [ctx.block(["probes/metrics"], "probes", headline), ctx.block(["probes/details.json"], "probes", by_layer)]
     figs = [ctx.figure(f"probes/{p}_f1.png", "probes", f"{p}: per-{'edge' if p == 'walls' else 'cell'} test F1 at the "
-                       "best layer, trained beside random-init and permuted-label probes")
+                       "best layer, trained beside random-init and permuted-label probes (panel titles: mean of the "
+                       f"per-{'edge' if p == 'walls' else 'cell'} F1, not the balanced accuracy above)")
             for p in ("walls", "on_solution", "future_path")]
     return out + [ctx.gallery(figs)]

@@ -125,6 +125,7 @@ class Ctx:
 
     def __init__(self, reports: Path):
         self.reports = Path(reports)
+        self.datasets: dict[str, tuple] = {}  # dataset -> (generator, lattice side), from data/mazes
         self.assets: dict[str, Path] = {}
         self._asset_of: dict[str, str] = {}
         self.found = 0
@@ -209,49 +210,88 @@ class Ctx:
     def figure(self, rel: str, stage: str, text: str) -> str:
         if not self.exists(rel, stage):
             return self.missing_note([rel], stage)
-        return (f'<figure><img src="assets/{esc(self.asset(rel))}" alt="{esc(text)}">'
+        src = f"assets/{esc(self.asset(rel))}"  # a click opens it at native size (page.py)
+        return (f'<figure><a class="zoom" href="{src}"><img src="{src}" alt="{esc(text)}"></a>'
                 f'<figcaption class="caption">{esc(text)} ({esc(self.show(rel))})</figcaption></figure>')
 
     def gallery(self, figures: list[str]) -> str:
         return '<div class="gallery">\n' + "\n".join(figures) + "\n</div>" if figures else ""
 
 
+def nice_ticks(lo: float, hi: float, most: int = 6) -> list[float]:
+    """Round values (1, 2 or 5 times a power of ten apart) from ``lo`` to ``hi``, at most ``most``."""
+    if not hi > lo:
+        return [lo]
+    for step in (m * 10.0 ** e for e in range(math.floor(math.log10((hi - lo) / most)) - 1, 40) for m in (1, 2, 5)):
+        first = math.ceil(lo / step - 1e-9)
+        ticks = [round((first + i) * step, 12) for i in range(int((hi - lo) / step + 1e-9) + 2)]
+        ticks = [t for t in ticks if lo - 1e-9 * step <= t <= hi + 1e-9 * step]
+        if len(ticks) <= most:
+            return ticks
+    return [lo, hi]
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Ticks for a log axis from ``lo`` to ``hi`` (both > 0): 1, 2 and 5 times each power of ten
+    over up to 2.5 decades, 1 and 3 times it up to 4, powers of ten beyond; a range under half a
+    decade (or one where these give fewer than three) gets linear round ticks."""
+    span = math.log10(hi / lo)
+    mults = (1, 2, 5) if span <= 2.5 else (1, 3) if span <= 4 else (1,)
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    ticks = [round(m * 10.0 ** e, 12) for e in decades for m in mults]
+    ticks = [t for t in ticks if lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9)]
+    return ticks if len(ticks) >= 3 else nice_ticks(lo, hi, 5)
+
+
 def svg_chart(title: str, series: list[tuple[str, list[tuple[float, float]]]], x_label: str, y_label: str,
-              y_range: tuple[float, float] | None = None, width: int = 600, height: int = 260) -> str:
-    """A line chart as inline SVG: axes, min / max labels on both, one polyline per series and a
+              y_range: tuple[float, float] | None = None, width: int = 600, height: int = 260,
+              log_y: bool = False) -> str:
+    """A line chart as inline SVG: axes with round ticks and light grid lines (``log_y``: a log
+    scale, ticks at 1, 2, 5 x powers of ten; points <= 0 left out), one polyline per series and a
     legend right of the plot (never over a curve). Coordinates are rounded to 0.1 px, so equal
     inputs give equal strings."""
-    pts = [(x, y) for _, s in series for x, y in s if _finite(x) and _finite(y)]
+    keep = (lambda x, y: _finite(x) and _finite(y) and (y > 0 or not log_y))  # noqa: E731
+    pts = [(x, y) for _, s in series for x, y in s if keep(x, y)]
     if not pts:
         return f'<p class="missing">{esc(title)}: no points to draw</p>'
     x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
     y0, y1 = y_range if y_range else (min(p[1] for p in pts), max(p[1] for p in pts))
-    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
+    x1 = x1 if x1 > x0 else x0 + 1
+    y1 = y1 if y1 > y0 else (y0 * 10 if log_y else y0 + 1)
+    if log_y and not y_range:  # out to the round values (1, 2, 5 x a power of ten) around the data
+        steps = [m * 10.0 ** e for e in range(math.floor(math.log10(y0)) - 1, math.ceil(math.log10(y1)) + 2)
+                 for m in (1, 2, 5)]
+        y0, y1 = max(t for t in steps if t <= y0 * (1 + 1e-9)), min(t for t in steps if t >= y1 * (1 - 1e-9))
     left, right, top, bottom = 52, 150, 22, 36
     pw, ph = width - left - right, height - top - bottom
+    f = (lambda y: math.log10(y)) if log_y else (lambda y: y)  # noqa: E731
 
     def sx(x):
         return left + (x - x0) / (x1 - x0) * pw
 
     def sy(y):
-        return top + ph - (min(max(y, y0), y1) - y0) / (y1 - y0) * ph
+        return top + ph - (f(min(max(y, y0), y1)) - f(y0)) / (f(y1) - f(y0)) * ph
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
            f'role="img" aria-label="{esc(title)}" font-family="sans-serif" font-size="11">',
            f"<title>{esc(title)}</title>",
-           f'<text x="{left}" y="14" font-weight="bold">{esc(title)}</text>',
-           f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="#333"/>',
-           f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" stroke="#333"/>',
-           f'<text x="{left}" y="{top + ph + 14}" text-anchor="start">{esc(num(x0))}</text>',
-           f'<text x="{left + pw}" y="{top + ph + 14}" text-anchor="end">{esc(num(x1))}</text>',
-           f'<text x="{left + pw / 2:.1f}" y="{height - 4}" text-anchor="middle">{esc(x_label)}</text>',
-           f'<text x="{left - 4}" y="{top + ph}" text-anchor="end">{esc(num(y0))}</text>',
-           f'<text x="{left - 4}" y="{top + 8}" text-anchor="end">{esc(num(y1))}</text>',
-           f'<text x="12" y="{top + ph / 2:.1f}" text-anchor="middle" transform="rotate(-90 12 {top + ph / 2:.1f})">'
-           f"{esc(y_label)}</text>"]
+           f'<text x="{left}" y="14" font-weight="bold">{esc(title)}</text>']
+    for t in (log_ticks(y0, y1) if log_y else nice_ticks(y0, y1)):
+        y = sy(t)
+        out.append(f'<line class="ytick" x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" stroke="#e5e7eb"/>')
+        out.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{esc(num(t))}</text>')
+    for t in nice_ticks(x0, x1):
+        x = sx(t)
+        out.append(f'<line class="xtick" x1="{x:.1f}" y1="{top + ph}" x2="{x:.1f}" y2="{top + ph + 4}" stroke="#333"/>')
+        out.append(f'<text x="{x:.1f}" y="{top + ph + 15}" text-anchor="middle">{esc(num(t))}</text>')
+    out += [f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="#333"/>',
+            f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" stroke="#333"/>',
+            f'<text x="{left + pw / 2:.1f}" y="{height - 4}" text-anchor="middle">{esc(x_label)}</text>',
+            f'<text x="12" y="{top + ph / 2:.1f}" text-anchor="middle" transform="rotate(-90 12 {top + ph / 2:.1f})">'
+            f"{esc(y_label + (' (log scale)' if log_y else ''))}</text>"]
     for i, (name, s) in enumerate(series):
         color = _PALETTE[i % len(_PALETTE)]
-        coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s if _finite(x) and _finite(y))
+        coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s if keep(x, y))
         if coords:
             out.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{coords}"/>')
         ly = top + 10 + 14 * i

@@ -1,0 +1,97 @@
+"""The report's Findings (mazesearch.report.findings): the stated rule, applied to hand-made stage
+outputs whose verdicts are worked out here by hand, and the section that shows them first."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from mazesearch.report.findings import (
+    CONTRADICTED, MARGIN, OPEN, RULE, SUPPORTED, collect, rate_interval, train_side, verdict)
+from mazesearch.report.sections import build_sections
+from mazesearch.report.sections_html import esc
+from test_report_sections import FILES, write_tree
+
+
+@pytest.mark.parametrize("args, want", [
+    # both have intervals: supported only when they do not overlap
+    ((0.61, 0.30, 0.58, 0.64, 0.28, 0.32), SUPPORTED),
+    ((0.35, 0.30, 0.29, 0.41, 0.25, 0.36), OPEN),
+    # the control does at least as well: contradicted, whatever the intervals
+    ((0.63, 0.78), CONTRADICTED), ((0.5, 0.5), CONTRADICTED), ((0.2, 0.3, 0.1, 0.3, 0.2, 0.4), CONTRADICTED),
+    # point values: the margin decides
+    ((0.30 + MARGIN + 1e-9, 0.30), SUPPORTED), ((0.30 + MARGIN / 2, 0.30), OPEN),
+    # the score's interval alone: ahead by the margin and the interval above the control
+    ((0.40, 0.30, 0.35, 0.45, None, None), SUPPORTED), ((0.40, 0.30, 0.29, 0.51, None, None), OPEN),
+    # a number missing
+    ((None, 0.3), OPEN), ((0.3, float("nan")), OPEN), (("x", 0.3), OPEN),
+])
+def test_the_rule(args, want):
+    assert verdict(*args) == want
+
+
+def test_rate_intervals_are_wilson():
+    lo, hi = rate_interval(0.5, 100)  # 50/100: (0.4038, 0.5962) by the Wilson formula
+    assert lo == pytest.approx(0.40383, abs=1e-4) and hi == pytest.approx(0.59617, abs=1e-4)
+    assert rate_interval(0.0, 128)[0] == 0.0 and rate_interval(None, 10) == (None, None)
+
+
+def by_hypothesis(found):
+    return {f.hypothesis: f for f in found}
+
+
+def test_each_stage_gives_its_finding(tmp_path):
+    reports = write_tree(tmp_path / "reports")
+    assert train_side(reports) == 4  # data/details/train.json: sizes [3, 4]
+    found = collect(reports, train_side(reports))
+    got = {f.source.split("/")[0] + ":" + f.hypothesis.split(" (")[0][:40]: f for f in found}
+    verdicts = [(f.source, f.verdict) for f in found]
+    assert verdicts == [
+        ("eval/summary.json", SUPPORTED),  # 0.612 [0.581, 0.642] vs 0.304 [0.284, 0.325]
+        ("eval/size_plot.csv", CONTRADICTED),  # size 5 = 4 + 1: 0.076 vs baseline 0.198
+        ("probes/metrics/walls.json", CONTRADICTED),  # 0.626 vs random-init 0.780
+        ("heads/metrics.json, heads/scores.csv", SUPPORTED),  # 0.724 [0.704, 0.743] vs best control head 0.018
+        ("faithfulness/metrics.json", CONTRADICTED),  # 16 heads ranked vs 15 random: no fewer
+        ("reach/metrics.json", OPEN), ("reach/metrics.json", SUPPORTED),  # target reaches 1, current 2
+        ("steering/metrics.json", SUPPORTED),  # mean-diff 0.664 of 128 vs random 0.0
+    ], got
+    walls = next(f for f in found if "walls" in f.source)
+    assert walls.evidence.startswith("balanced accuracy 0.63 vs random-init 0.78")  # the issue's example
+    assert "L3H2" in next(f for f in found if f.source.startswith("heads")).hypothesis
+    assert "[0.70, 0.74]" in next(f for f in found if f.source.startswith("heads")).evidence
+    steer = found[-1]
+    assert steer.hypothesis.startswith("the target is carried at its token")
+    assert re.match(r"mean-difference retargeting 0\.66 \[0\.\d\d, 0\.\d\d\] of ceiling 0\.76 vs same-norm random "
+                    r"0\.00 \[0\.00, 0\.03\]", steer.evidence), steer.evidence
+    assert "14" not in found[4].evidence and found[4].evidence == "16 of 16 heads vs 15 in random order"
+
+
+def test_verdicts_move_with_the_numbers(tmp_path):
+    """Change the inputs across a rule's edge and the verdict follows."""
+    files = json.loads(json.dumps({k: v for k, v in FILES.items() if isinstance(v, dict)}))
+    files["faithfulness/metrics.json"].update(k_ranked=9, k_random=15)  # 6 fewer heads
+    files["probes/metrics/walls.json"].update(selectivity_vs_random_init=0.2, selectivity_vs_permuted=0.3)
+    files["steering/metrics.json"]["target_move"].update(mean_diff_success=0.02)  # 0.02 vs 0.0 of 128: overlap
+    files["reach/metrics.json"] = {"target": {"embed": 0, "blocks.0.hook_resid_post": 0}}
+    reports = write_tree(tmp_path / "reports", files)
+    found = {f.source: f.verdict for f in collect(reports, None)}  # no training side: no size finding
+    assert found["faithfulness/metrics.json"] == SUPPORTED
+    assert found["probes/metrics/walls.json"] == SUPPORTED  # 0.63 vs random-init 0.43, permuted 0.33
+    assert found["steering/metrics.json"] == OPEN
+    assert found["reach/metrics.json"] == CONTRADICTED
+    assert "eval/size_plot.csv" not in found
+
+
+def test_findings_come_first_on_the_page_with_their_rule(tmp_path):
+    reports = write_tree(tmp_path / "reports")
+    sections, _ = build_sections(reports, {"train": ("wilson", 7)})
+    assert sections[0].id == "findings" and sections[0].present
+    html = sections[0].html
+    assert "8 hypotheses" in html and "4 supported, 3 contradicted, 1 open" in html
+    assert esc("The rule: " + RULE) in html  # the rule is said on the page
+    assert html.count('<tr class="contradicted">') == 3
+    # the Data table reads the generator of a dataset no suite evaluates from data/mazes
+    data = sections[1].html
+    assert re.search(r"<tr><td>train</td><td>wilson</td><td class=\"num\">7</td>", data)
