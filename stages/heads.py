@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name:>20}: no scored queries")
             continue
         print(f"{name:>20}: L{m['layer']}H{m['head']} {m['score']} (chance {m['chance']}, "
-              f"control same head {m['control_score']}, control best {m['control_best']})")
+              f"control best {m['control_best']})")
 
 
 if __name__ == "__main__":

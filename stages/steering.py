@@ -53,7 +53,7 @@ def best_block(details_path: str, probe: str) -> int:
 
 
 HEADLINE = ("probe_success", "random_success", "sae_success", "ceiling", "mean_diff_success", "mean_diff_random_success",
-            "mean_diff_of_ceiling", "label_free_success", "label_free_random_success")
+            "label_free_success", "label_free_random_success")
 SAE_HEADLINE = ("fvu", "model_exact", "spliced_exact")
 
 

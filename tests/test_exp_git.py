@@ -128,7 +128,7 @@ def _readme_status(repo: Path) -> set[str]:
 def test_after_a_successful_exp_run_git_sees_every_change_and_the_baseline_commits_them(repo):
     _exp_run(repo, "datasets.test.seed=7")
     changed = _differs_from_head(repo)
-    assert {"params.yaml", "dvc.lock", "reports/data/test.json"} <= changed, changed
+    assert {"params.yaml", "dvc.lock", "reports/data/details/test.json"} <= changed, changed
     assert _readme_status(repo) == changed
     _dvc_status_clean(repo)
     # "First commit your own machine's baseline": the commit holds every file as it is now
@@ -148,7 +148,7 @@ def _failed_exp_run(repo: Path, seed: int) -> set[str]:
     assert proc.returncode != 0 and "error: params.yaml is invalid: probes.C" in text, text
     assert re.search(r"^  C: -1\b", (repo / "params.yaml").read_text(), re.M)
     changed = _differs_from_head(repo)
-    assert {"params.yaml", "dvc.lock", "reports/data/test.json"} <= changed, changed
+    assert {"params.yaml", "dvc.lock", "reports/data/details/test.json"} <= changed, changed
     return changed
 
 

@@ -188,13 +188,15 @@ def test_stage_writes_deterministic_reports(run_dir, tmp_path):
     assert a == tree_bytes(tmp_path / "b")
     assert set(a) == {"metrics.json", "details.json", "embedding_pca.png", "residual_pca.png"}
     metrics, details = json.loads(a["metrics.json"]), json.loads(a["details.json"])
-    assert metrics["n_cells"] == 9 and details["circuits"]["top_heads"] == [{"layer": 1, "head": 0},
+    assert details["n_cells"] == 9 and details["circuits"]["top_heads"] == [{"layer": 1, "head": 0},
                                                                             {"layer": 0, "head": 1}]
     heads = {(h["layer"], h["head"]): h for h in details["circuits"]["heads"]}
     want = np.mean([heads[1, 0]["trained"]["qk"]["neighbour_top1"], heads[0, 1]["trained"]["qk"]["neighbour_top1"]])
     assert metrics["qk"]["top_heads"] == pytest.approx(want, abs=1e-6)
     assert metrics["qk"]["chance"] == pytest.approx(1 / 3, abs=1e-6)
-    assert metrics["qk"]["best"] == max(h["trained"]["qk"]["neighbour_top1"] for h in heads.values())
+    summary = details["circuits"]["summary"]["qk"]
+    assert summary["best"] == max(h["trained"]["qk"]["neighbour_top1"] for h in heads.values())
+    assert set(metrics["qk"]) == {"chance", "top_heads", "top_heads_control"}  # best heads: details only
     bare = json.loads((tmp_path / "c" / "metrics.json").read_text())
     assert bare["qk"]["top_heads"] is None and bare["spearman"] == metrics["spearman"]
 

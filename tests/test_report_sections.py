@@ -46,13 +46,13 @@ def _probe_layer(trained, random_init, permuted):
 
 
 FILES = {
-    "data/train.json": {"n_mazes": 1000, "n_dropped_overlap": 0, "n_duplicates": 17},
+    "data/train.json": {"n_duplicates": 17},
     "data/details/train.json": {"frac_multiple_shortest_paths": 0.0, "mean_dead_ends": 4.86714, "mean_forks_on_path": 1.84499,
-                                "mean_path_len": 3.92328, "n_dropped_no_endpoints": 0, "n_generated": 1000,
+                                "mean_path_len": 3.92328, "n_dropped_no_endpoints": 0, "n_dropped_overlap": 0, "n_generated": 1000, "n_mazes": 1000,
                                 "placement": "random", "sizes": [3, 4], "spanning_tree": False},
-    "data/test.json": {"n_mazes": 200, "n_dropped_overlap": 7, "n_duplicates": 0},
+    "data/test.json": {"n_duplicates": 0},
     "data/details/test.json": {"frac_multiple_shortest_paths": 0.0, "mean_dead_ends": 4.917, "mean_forks_on_path": 1.8545,
-                               "mean_path_len": 3.936, "n_dropped_no_endpoints": 0, "n_generated": 207,
+                               "mean_path_len": 3.936, "n_dropped_no_endpoints": 0, "n_dropped_overlap": 7, "n_generated": 207, "n_mazes": 200,
                                "placement": "random", "sizes": [3, 4], "spanning_tree": False},
     "train/metrics.json": {"val_exact_path": 0.773, "val_loss": 0.808441, "val_path_loss": 0.10502, "step": 6000},
     "train/plots/metrics/train/loss.tsv": "step\tloss\n10\t4.29\n20\t3.39\n30\t2.5\n",
@@ -77,19 +77,19 @@ FILES = {
         "layers": {"embed": _probe_layer(0.5, 0.5, 0.5), "blocks.0.hook_resid_post": _probe_layer(0.62567, 0.779781, 0.490389)}}},
     "probes/walls_f1.png": _png(), "probes/on_solution_f1.png": _png(), "probes/future_path_f1.png": _png(),
     "heads/metrics.json": {"n_mazes": 256, "target": {"layer": 3, "head": 2, "score": 0.724179, "chance": 0.013784,
-                                                      "control_score": 0.013641, "control_best": 0.01765}},
+                                                      "control_best": 0.01765}},
     "heads/scores.csv": ("hypothesis,layer,head,score,ci_low,ci_high,chance,ratio,control_score,control_ratio,n_queries\n"
                          "target,3,1,0.1,0.09,0.11,0.013784,7.25,0.01765,1.28,1000\n"
                          "target,3,2,0.724179,0.704,0.743,0.013784,52.54,0.013641,0.99,1000\n"),
     "heads/target.png": _png(),
-    "geometry/metrics.json": {"n_cells": 49, "spearman": {"trained": 0.387855, "control": -0.004299, "p_value": 0.000999,
-                                                          "control_p_value": 0.521479},
-                              "qk": {"chance": 0.071429, "top_heads": 0.397959, "top_heads_control": 0.061224,
-                                     "best": 0.693878, "best_control": 0.122449},
-                              "ov_embed": {"chance": 0.071429, "top_heads": 0.18, "top_heads_control": 0.04, "best": 0.24,
-                                           "best_control": 0.18},
-                              "ov_unembed": {"chance": 0.071429, "top_heads": 0.25, "top_heads_control": 0.06, "best": 0.45,
-                                             "best_control": 0.14}},
+    "geometry/metrics.json": {"spearman": {"trained": 0.387855, "control": -0.004299, "p_value": 0.000999,
+                                           "control_p_value": 0.521479},
+                              "qk": {"chance": 0.071429, "top_heads": 0.397959, "top_heads_control": 0.061224},
+                              "ov_embed": {"chance": 0.071429, "top_heads": 0.18, "top_heads_control": 0.04},
+                              "ov_unembed": {"chance": 0.071429, "top_heads": 0.25, "top_heads_control": 0.06}},
+    "geometry/details.json": {"n_cells": 49, "circuits": {"summary": {
+        "qk": {"best": 0.693878, "best_control": 0.122449}, "ov_embed": {"best": 0.24, "best_control": 0.18},
+        "ov_unembed": {"best": 0.45, "best_control": 0.14}}}},
     "geometry/embedding_pca.png": _png(), "geometry/residual_pca.png": _png(),
     "logit_lens/metrics.json": {"acc_forks": 0.876426, "control_acc_forks": 0.0209125, "chance_forks": 0.468631,
                                 "acc_corridors": 0.985375, "decision_layer_forks": 3.61217,
@@ -117,10 +117,11 @@ FILES = {
                               "target_move": {"n_pairs": 128, "best_strength": 0.1, "probe_success": 0.0,
                                               "ceiling": 0.7578, "mean_diff_success": 0.6641, "mean_diff_broken": 0.2266,
                                               "mean_diff_random_success": 0.0, "mean_diff_permuted_success": 0.0078,
-                                              "mean_diff_of_ceiling": 0.8763, "label_free_success": 0.6562}},
+                                              "label_free_success": 0.6562}},
     "steering/details.json": {"summary": {"edge_add": {"n_pairs": 128, "best_strength": 0.5, "probe_broken": 0.4766,
                                                        "permuted_success": 0.0859, "unsteered_success": 0.0625,
-                                                       "unsteered_broken": 0.3438}},
+                                                       "unsteered_broken": 0.3438},
+                                          "target_move": {"mean_diff_of_ceiling": 0.8763}},
                               "kinds": {"edge_add": {"rates": {"probe": {"0.5": {
         "success": {"rate": 0.2109, "lo": 0.1492, "hi": 0.2895, "n": 128}}}}}},
         "retarget": {"target_move": {"mean_diff": {"site": "target", "layer": 2, "best_strength": 1.0}}}},
@@ -223,6 +224,9 @@ def test_numbers_land_in_their_rows(reports):
     assert "0.626</td><td class=\"num\">0.780</td><td class=\"num\">0.490</td>" in best
     assert "-0.154" in best and "+0.135" in best
     heads = s["interp"].html.split('<h3 id="interp-geometry"')[0]
+    geometry = s["interp"].html.split('<h3 id="interp-geometry"')[1]  # the best heads come from details.json
+    assert "0.694</td><td class=\"num\">0.122</td>" in row_of(geometry, "QK: neighbour top-1, best head")
+    assert "49 cells" in geometry
     assert "<td>L3H2</td>" in row_of(heads, "target")  # the top head by score, not the first in the file
     assert "0.724 [0.704, 0.743]" in row_of(heads, "target")
     assert "<td>none</td>" not in s["interp"].html and '<td class="num">none</td>' in row_of(s["interp"].html, "walls")

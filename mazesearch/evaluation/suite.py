@@ -111,11 +111,8 @@ def headline(details: dict) -> dict:
         "model_exact_lo": ci["model"]["low"] if fed else None,
         "model_exact_hi": ci["model"]["high"] if fed else None,
         "baseline_exact": base["exact_path"],
-        "baseline_exact_lo": ci["baseline"]["low"],
-        "baseline_exact_hi": ci["baseline"]["high"],
-        "model_valid": model["valid_path"] if fed else None,
-        "model_first_fork": model["first_fork_correct"] if fed else None,
-    }  # feedable and leakage live in the details: null model_* already says "not feedable"
+    }  # the baseline's interval, valid-path and first-fork rates, feedable and leakage live in the
+    # details (reports/eval/details/<suite>.json); null model_* already says "not feedable"
 
 
 @dataclass

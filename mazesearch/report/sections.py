@@ -144,7 +144,7 @@ def _data(ctx: Ctx) -> list[str]:
                 except READ_ERRORS as exc:
                     notes.append(ctx.note(exc))
         rows.append(row)
-    out = [table("Datasets: reports/data/<name>.json (counts) and reports/data/details/<name>.json (means per maze)",
+    out = [table("Datasets: reports/data/<name>.json (duplicates) and reports/data/details/<name>.json (counts, means per maze)",
                  ["dataset", "generator", "grid", "maze sides", Num("mazes"), Num("dropped: in train"),
                   Num("duplicates"), Num("path moves"), Num("forks on path"), Num("dead ends"),
                   Num(">1 shortest path")], rows),
@@ -165,13 +165,14 @@ _TRAIN_LABELS = {"val_exact_path": "validation exact-path rate", "val_loss": "va
 
 
 def _data_counts(head: dict, row: list) -> None:
-    row[4:7] = [Num(num(head.get(k))) for k in ("n_mazes", "n_dropped_overlap", "n_duplicates")]
+    row[6] = Num(num(head.get("n_duplicates")))
 
 
 def _data_means(det: dict, row: list) -> None:
     sides = det.get("sizes", "?")
     row[3] = "–" if sides == "?" else "whole grid" if sides is None else (
         ", ".join(str(s) for s in sorted(set(sides))) + f" ({det.get('placement')})")
+    row[4:6] = [Num(num(det.get(k))) for k in ("n_mazes", "n_dropped_overlap")]  # the headline: duplicates only
     row[7:] = [Num(rate(det.get(k), 2)) for k in ("mean_path_len", "mean_forks_on_path", "mean_dead_ends")] + [
         Num(rate(det.get("frac_multiple_shortest_paths")))]
 

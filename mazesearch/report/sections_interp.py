@@ -56,6 +56,8 @@ def _heads_table(rows: list, n_mazes) -> str:
 
 def _geometry(ctx: Ctx) -> str:
     m = ctx.read_json("geometry/metrics.json")
+    details = _optional(ctx, "geometry/details.json")  # the best head per circuit, the cell count
+    best = as_dict((details.get("circuits") or {}).get("summary") or {}, "circuits.summary")
     sp = as_dict(m["spearman"], "spearman")
     rows = [["Spearman ρ, embedding vs lattice distance (p)", Num(f"{num(sp.get('trained'))} ({num(sp.get('p_value'))})"),
              Num(f"{num(sp.get('control'))} ({num(sp.get('control_p_value'))})"), Num("0")]]
@@ -63,9 +65,11 @@ def _geometry(ctx: Ctx) -> str:
         c = as_dict(m[circuit], circuit)
         rows.append([f"{label}: neighbour top-1, top lattice heads", Num(rate(c.get("top_heads"))),
                      Num(rate(c.get("top_heads_control"))), Num(rate(c.get("chance")))])
-        rows.append([f"{label}: neighbour top-1, best head", Num(rate(c.get("best"))), Num(rate(c.get("best_control"))),
+        b = as_dict(best.get(circuit) or {}, circuit)
+        rows.append([f"{label}: neighbour top-1, best head", Num(rate(b.get("best"))), Num(rate(b.get("best_control"))),
                      Num(rate(c.get("chance")))])
-    return table(f"Cell-embedding geometry ({num(m.get('n_cells'))} cells; reports/geometry/metrics.json)",
+    return table(f"Cell-embedding geometry ({num(details.get('n_cells'))} cells; reports/geometry/metrics.json, "
+                 "details.json)",
                  ["measure", Num("trained"), Num("random-init"), Num("chance")], rows) + ctx.gallery([
         ctx.figure("geometry/embedding_pca.png", "geometry", "cell embeddings on two principal components"),
         ctx.figure("geometry/residual_pca.png", "geometry", "last-layer residual stream at path positions")])
