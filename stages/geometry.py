@@ -26,10 +26,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from mazesearch.data.maze import read_mazes
-from mazesearch.data.tokens import Vocab, read_tokens
+from mazesearch.data.tokens import Vocab
+from mazesearch.model.run_loader import control_model, first_rows, load_trained
 from mazesearch.io import InputError, StageError, atomic_dir, stage_main
 from mazesearch.params import GeometrySpec, load_params_or_exit
 from stages._run_args import model_run_parser
@@ -48,31 +46,17 @@ def main(argv: list[str] | None = None) -> None:
     if grid_n > vocab.max_grid_n:
         raise InputError(args.vocab, f"covers grids up to {vocab.max_grid_n}x{vocab.max_grid_n}, "
                          f"not datasets.train.grid_n={grid_n}", "re-run `dvc repro vocab`")
-    tokens_path = Path(args.tokens_dir) / f"{spec.dataset}.parquet"
-    mazes_path = Path(args.mazes_dir) / f"{spec.dataset}.parquet"
-    tokens, mazes = read_tokens(tokens_path, vocab=vocab), read_mazes(mazes_path)
     n = spec.n_mazes
-    if n > len(tokens):
-        raise StageError(f"geometry.n_mazes={n} exceeds the {len(tokens)} mazes of datasets.{spec.dataset}")
-    if len(mazes) < n or not np.array_equal(mazes.maze_id[:n], tokens.maze_id[:n]):
-        raise InputError(mazes_path, f"its mazes disagree with the tokens of dataset {spec.dataset}",
-                         f"re-run `dvc repro tokenize@{spec.dataset}`")
-    tokens, mazes = tokens.take(np.arange(n)), mazes.take(np.arange(n))
+    tokens, mazes = first_rows("geometry", spec.dataset, n, tokens_dir=args.tokens_dir, mazes_dir=args.mazes_dir,
+                               vocab=vocab)
 
     from mazesearch.interp.geometry_report import (
         circuit_section, embedding_section, read_top_heads, residual_section, write_outputs,
     )
-    from mazesearch.model.device import resolve_device, set_threads
-    from mazesearch.model.gpt import GPT, load_gpt
 
     top_heads = None if args.heads_scores is None else read_top_heads(Path(args.heads_scores), spec.top_heads)
-    set_threads(spec.num_threads)
-    try:
-        device = resolve_device(spec.device, "geometry.device")
-    except ValueError as exc:
-        raise StageError(str(exc)) from None
-    trained = load_gpt(args.model_dir, device=device, vocab=vocab, vocab_path=args.vocab).eval()
-    models = {"trained": trained, "random": GPT(trained.cfg, seed=spec.control_seed).to(device).eval()}
+    trained, device = load_trained("geometry", spec, model_dir=args.model_dir, vocab=vocab, vocab_path=args.vocab)
+    models = {"trained": trained, "random": control_model(trained, spec.control_seed)}
     if any(l >= trained.cfg.n_layers or h >= trained.cfg.n_heads for l, h in top_heads or []):
         raise InputError(args.heads_scores, "names heads the model does not have", "re-run `dvc repro heads`")
     if int(tokens.lengths.max()) > trained.cfg.n_ctx:
@@ -85,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         residual, resid = residual_section(models, tokens, mazes, vocab, spec.batch_size)
     except ValueError as exc:
-        raise InputError(tokens_path, str(exc), f"re-run `dvc repro tokenize@{spec.dataset}`") from None
+        raise InputError(Path(args.tokens_dir) / f"{spec.dataset}.parquet", str(exc),
+                         f"re-run `dvc repro tokenize@{spec.dataset}`") from None
     details = {"grid_n": grid_n, "coord": coord, "n_cells": grid_n**2, "dataset": spec.dataset, "n_mazes": n,
                "control_seed": spec.control_seed, "n_permutations": spec.n_permutations,
                "embedding": embedding, "circuits": circuits, "residual": residual}

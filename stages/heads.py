@@ -22,10 +22,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
-
-from mazesearch.data.maze import read_mazes
-from mazesearch.data.tokens import Vocab, read_tokens
+from mazesearch.data.tokens import Vocab
+from mazesearch.model.run_loader import control_model, first_rows, load_trained
 from mazesearch.io import InputError, StageError, atomic_dir, stage_main
 from mazesearch.params import HeadsSpec, load_params_or_exit
 from stages._run_args import model_run_parser
@@ -39,42 +37,29 @@ def main(argv: list[str] | None = None) -> None:
     spec = params.heads or HeadsSpec()
     vocab = Vocab.from_json(args.vocab)
     tokens_path = Path(args.tokens_dir) / f"{spec.dataset}.parquet"
-    mazes_path = Path(args.mazes_dir) / f"{spec.dataset}.parquet"
-    tokens, mazes = read_tokens(tokens_path, vocab=vocab), read_mazes(mazes_path)
     n = spec.n_mazes
-    if n > len(tokens):
-        raise StageError(f"heads.n_mazes={n} exceeds the {len(tokens)} mazes of datasets.{spec.dataset}")
+    tokens, mazes = first_rows("heads", spec.dataset, n, tokens_dir=args.tokens_dir, mazes_dir=args.mazes_dir,
+                               vocab=vocab)
     if spec.picture_maze >= n:
         raise StageError(f"heads.picture_maze={spec.picture_maze} must be < heads.n_mazes={n}")
-    if len(mazes) < n or not np.array_equal(mazes.maze_id[:n], tokens.maze_id[:n]):
-        raise InputError(mazes_path, f"its mazes disagree with the tokens of dataset {spec.dataset}",
-                         f"re-run `dvc repro tokenize@{spec.dataset}`")
-    tokens, mazes = tokens.take(np.arange(n)), mazes.take(np.arange(n))
 
     from mazesearch.interp.bridge import to_bridge  # transformer_lens: slow to import
     from mazesearch.interp.heads import HYPOTHESES, score_heads, sequence_roles
     from mazesearch.interp.heads_report import draw_pictures, score_table, write_reports
-    from mazesearch.model.device import resolve_device, set_threads
-    from mazesearch.model.gpt import GPT, load_gpt
 
     try:
         roles = sequence_roles(tokens, vocab, mazes.grid_n)
     except ValueError as exc:
         raise InputError(tokens_path, f"is not a maze sequence file: {exc}",
                          f"re-run `dvc repro tokenize@{spec.dataset}`") from None
-    set_threads(spec.num_threads)
-    try:
-        device = resolve_device(spec.device, "heads.device")
-    except ValueError as exc:
-        raise StageError(str(exc)) from None
-    trained = load_gpt(args.model_dir, device=device, vocab=vocab, vocab_path=args.vocab)
+    trained, device = load_trained("heads", spec, model_dir=args.model_dir, vocab=vocab, vocab_path=args.vocab)
     if int(tokens.lengths.max()) > trained.cfg.n_ctx:
         raise StageError(f"datasets.{spec.dataset} has sequences of {int(tokens.lengths.max())} tokens, "
                          f"longer than the model's n_ctx={trained.cfg.n_ctx}")
     print(f"heads: device {device}, {spec.num_threads} threads, {n} mazes of {spec.dataset}")
 
     bridges, scores = {}, {}
-    for role, gpt in (("trained", trained), ("random", GPT(trained.cfg, seed=spec.control_seed).to(device))):
+    for role, gpt in (("trained", trained), ("random", control_model(trained, spec.control_seed))):
         t0 = time.perf_counter()
         bridges[role] = to_bridge(gpt)
         scores[role] = score_heads(bridges[role], tokens, roles, vocab, mazes.grid_n, spec.batch_size)

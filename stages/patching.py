@@ -27,7 +27,7 @@ import numpy as np
 
 from mazesearch.io import InputError, atomic_dir, stage_main, write_json_atomic, write_text_atomic
 from mazesearch.params import load_params_or_exit, require_section
-from stages._run_args import stage_device
+from mazesearch.model.run_loader import stage_device
 
 ALIGNED = ("target_move", "wall_move")  # kinds whose prompts have the same length
 
@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     from mazesearch.interp.bridge import to_bridge
     from mazesearch.interp.counterfactuals import read_pairs
     from mazesearch.interp.forks import cell_tokens
-    from mazesearch.model.gpt import GPT, load_gpt
+    from mazesearch.model.run_loader import control_model
+    from mazesearch.model.gpt import load_gpt
     from mazesearch.viz.causal_charts import render_patching
 
     t0 = time.perf_counter()
@@ -59,8 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     device = stage_device(spec, "patching")
     trained = load_gpt(args.model_dir, device=device, vocab=vocab, vocab_path=args.vocab)
     with torch.no_grad():
-        bridges = {"trained": to_bridge(trained.eval()),
-                   "control": to_bridge(GPT(trained.cfg, seed=spec.control_seed).to(device).eval())}
+        bridges = {"trained": to_bridge(trained.eval()), "control": to_bridge(control_model(trained, spec.control_seed))}
     ct = cell_tokens(vocab, pairs.clean.grid_n)
 
     results, tried, control_gap, selection = {}, {}, {}, {}

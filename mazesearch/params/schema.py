@@ -164,15 +164,37 @@ class EvaluateSpec(_Strict):
         return self
 
 
-class ActivationsSpec(_Strict):
-    dataset: str = "test"
+class DeviceSpec(_Strict):
+    """Where a stage runs the model: ``device`` and torch's CPU ``num_threads``."""
+
     device: Literal["auto", "cpu", "cuda"] = "cpu"
+    num_threads: int = Field(default=1, ge=1)  # torch CPU threads
+
+
+class ControlledRunSpec(DeviceSpec):
+    """A stage that also reads the random-init control (mazesearch.interp.run_inputs.control_model)."""
+
+    control_seed: int = Field(default=12345, ge=0)  # random-init control model
+
+
+class _FirstMazes(_Strict):
+    dataset: str = "probe"
+    n_mazes: int = Field(default=256, gt=0)  # first n mazes of the dataset
+    batch_size: int = Field(default=128, gt=0)  # mazes per forward pass
+
+
+class ModelRunSpec(ControlledRunSpec, _FirstMazes):
+    """What a stage that runs the trained model on the first mazes of a dataset reads: the rows
+    (dataset, n_mazes, batch_size; fields first, as in params.yaml), then device, threads and the
+    control's seed."""
+
+
+class ActivationsSpec(ModelRunSpec):
+    dataset: str = "test"
     num_threads: int = Field(default=2, ge=1)  # torch CPU threads
     n_mazes: int = Field(default=1000, gt=0)
-    batch_size: int = Field(default=128, gt=0)
     hooks: list[str] = ["embed", "resid_post"]  # "embed" = hook_embed + hook_pos_embed
     positions: list[Literal["path_start", "path", "target_end"]] = ["path_start", "path", "target_end"]
-    control_seed: int = Field(default=12345, ge=0)  # random-init control model
 
 
 class ProbesSpec(_Strict):
@@ -191,42 +213,23 @@ class DynamicsSpec(_Strict):
         "walls", "target", "future_path"]
 
 
-class HeadsSpec(_Strict):
+class HeadsSpec(ModelRunSpec):
     """Stage heads: attention-head hypothesis scores (docs/interp.md)."""
 
-    dataset: str = "probe"
-    n_mazes: int = Field(default=256, gt=0)  # first n mazes of the dataset
     batch_size: int = Field(default=64, gt=0)  # mazes per forward pass
-    device: Literal["auto", "cpu", "cuda"] = "cpu"
-    num_threads: int = Field(default=1, ge=1)  # torch CPU threads (tiny forwards: 1 beats 2 on a busy box)
-    control_seed: int = Field(default=12345, ge=0)  # random-init control model
+    # num_threads 1: tiny forwards, 1 beats 2 on a busy box
     seed: int = Field(default=0, ge=0)  # bootstrap over mazes (confidence intervals)
     picture_maze: int = Field(default=0, ge=0)  # row of the maze the pictures show
 
 
-class GeometrySpec(_Strict):
-    """Stage geometry: embedding geometry, OV/QK circuits, residual PCA (docs/interp.md)."""
+class GeometrySpec(ModelRunSpec):
+    """Stage geometry: embedding geometry, OV/QK circuits, residual PCA (docs/interp.md).
+    ``dataset``: the mazes whose path positions the residual picture shows."""
 
-    dataset: str = "probe"  # mazes whose path positions the residual picture shows
-    n_mazes: int = Field(default=256, gt=0)
     batch_size: int = Field(default=64, gt=0)
-    device: Literal["auto", "cpu", "cuda"] = "cpu"
-    num_threads: int = Field(default=1, ge=1)
-    control_seed: int = Field(default=12345, ge=0)  # random-init control model
     n_permutations: int = Field(default=1000, ge=1)  # cell-label shuffles for the p-values
     seed: int = Field(default=0, ge=0)  # the shuffles' generator
     top_heads: int = Field(default=2, ge=1)  # lattice-adjacency heads (heads/scores.csv) in the headline
-
-
-class ModelRunSpec(_Strict):
-    """What a stage that runs the trained model on the first mazes of a dataset reads."""
-
-    dataset: str = "probe"
-    n_mazes: int = Field(default=256, gt=0)  # first n mazes of the dataset
-    batch_size: int = Field(default=128, gt=0)  # mazes per forward pass
-    device: Literal["auto", "cpu", "cuda"] = "cpu"
-    num_threads: int = Field(default=1, ge=1)  # torch CPU threads
-    control_seed: int = Field(default=12345, ge=0)  # random-init control model
 
 
 class LogitLensSpec(ModelRunSpec):
@@ -245,16 +248,13 @@ class CounterfactualsSpec(_Strict):
     seed: int = Field(default=0, ge=0)  # order the mazes are tried in, choice among valid edits
 
 
-class PatchingSpec(_Strict):
+class PatchingSpec(ControlledRunSpec):
     """Stage patching: activation patching on the aligned counterfactual pairs (docs/interp.md)."""
 
     n_pairs: int = Field(default=128, gt=0)  # first n pairs of each aligned kind the model gets right
-    device: Literal["auto", "cpu", "cuda"] = "cpu"
-    num_threads: int = Field(default=1, ge=1)
-    control_seed: int = Field(default=12345, ge=0)  # random-init control model
 
 
-class SteeringSpec(_Strict):
+class SteeringSpec(DeviceSpec):
     """Stage steering: add probe / SAE directions to the residual stream, roll out (docs/interp.md)."""
 
     n_pairs: int = Field(default=128, gt=0)  # first n pairs of each kind
@@ -270,8 +270,6 @@ class SteeringSpec(_Strict):
     sae_lr: float = Field(default=1e-3, gt=0.0)
     mean_diff_strengths: list[float] = Field(default=[0.5, 1.0, 2.0, 4.0], min_length=1)  # x ||v|| (1: the mean difference)
     label_free_per_cluster: int = Field(default=8, gt=0)  # steered mazes that name each label-free cluster
-    device: Literal["auto", "cpu", "cuda"] = "cpu"
-    num_threads: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _positive_strengths(self) -> "SteeringSpec":
