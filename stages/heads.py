@@ -6,8 +6,8 @@ hypothesis (mazesearch.interp.heads.HYPOTHESES) the attention mass on the keys t
 names, from TransformerLens patterns. Writes, all at once (``<out>.tmp`` then renamed):
 
     metrics.json       headline (DVC metric): n_mazes; per hypothesis the top head (layer,
-                       head), its score, the chance rate, the same head's score in the
-                       random-init control and the control's best head's score
+                       head), its score and the random-init control's best head's score
+                       (chance and the same control head's score: scores.csv)
     scores.csv         every hypothesis x layer x head: score, 95% bootstrap interval over
                        mazes, chance, score/chance, control score, control/chance, n_queries
     top_heads.md       the top 3 heads per hypothesis, as tables
@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         if m["layer"] is None:
             print(f"{name:>20}: no scored queries")
             continue
-        print(f"{name:>20}: L{m['layer']}H{m['head']} {m['score']} (chance {m['chance']}, "
-              f"control best {m['control_best']})")
+        print(f"{name:>20}: L{m['layer']}H{m['head']} {m['score']} (control best {m['control_best']})")
 
 
 if __name__ == "__main__":

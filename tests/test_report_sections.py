@@ -76,8 +76,7 @@ FILES = {
         "permuted_label_agreement": 0.61, "void_controls": {}, "best_layer": "blocks.0.hook_resid_post",
         "layers": {"embed": _probe_layer(0.5, 0.5, 0.5), "blocks.0.hook_resid_post": _probe_layer(0.62567, 0.779781, 0.490389)}}},
     "probes/walls_f1.png": _png(), "probes/on_solution_f1.png": _png(), "probes/future_path_f1.png": _png(),
-    "heads/metrics.json": {"n_mazes": 256, "target": {"layer": 3, "head": 2, "score": 0.724179, "chance": 0.013784,
-                                                      "control_best": 0.01765}},
+    "heads/metrics.json": {"n_mazes": 256, "target": {"layer": 3, "head": 2, "score": 0.724179, "control_best": 0.01765}},
     "heads/scores.csv": ("hypothesis,layer,head,score,ci_low,ci_high,chance,ratio,control_score,control_ratio,n_queries\n"
                          "target,3,1,0.1,0.09,0.11,0.013784,7.25,0.01765,1.28,1000\n"
                          "target,3,2,0.724179,0.704,0.743,0.013784,52.54,0.013641,0.99,1000\n"),

@@ -62,8 +62,8 @@ def rows(read) -> dict[str, str]:
     heads = read("reports/heads/metrics.json")
     for hyp in HYPOTHESES:
         h = None if heads is None else heads.get(hyp)
-        out[f"head {hyp}: best (score / random-init best / chance)"] = "—" if h is None else (
-            f"L{h['layer']}H{h['head']} {h['score']:.3f} / {h['control_best']:.3f} / {h['chance']:.3f}")
+        out[f"head {hyp}: best (score / random-init best)"] = "—" if h is None else (
+            f"L{h['layer']}H{h['head']} {h['score']:.3f} / {h['control_best']:.3f}")
     dla = read("reports/dla/metrics.json")
     out["DLA at forks: top components (mean logit diff)"] = "—" if dla is None else ", ".join(
         f"{dla[f'top{i}_component']} {dla[f'top{i}_mean']:.2f}" for i in (1, 2, 3)) + (

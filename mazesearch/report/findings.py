@@ -172,16 +172,17 @@ def _heads(reports: Path) -> list[Finding]:
     m = _read(reports, "heads/metrics.json")
     if not isinstance(m, dict):
         return []
-    ci = {(r.get("hypothesis"), r.get("layer"), r.get("head")): (_num(r.get("ci_low")), _num(r.get("ci_high")))
+    ci = {(r.get("hypothesis"), r.get("layer"), r.get("head")): (_num(r.get("ci_low")), _num(r.get("ci_high")),
+                                                               _num(r.get("chance")))
           for r in _rows(reports, "heads/scores.csv")}
     out = []
     for hyp, d in m.items():
         if not isinstance(d, dict) or "score" not in d:
             continue
-        lo, hi = ci.get((hyp, str(d.get("layer")), str(d.get("head"))), (None, None))
+        lo, hi, chance = ci.get((hyp, str(d.get("layer")), str(d.get("head"))), (None, None, d.get("chance")))
         out.append(Finding(f"a head attends to {hyp.replace('_', ' ')} (top head L{d.get('layer')}H{d.get('head')})",
                            f"attention {_iv(d.get('score'), lo, hi)} vs random-init model's best head "
-                           f"{_f(d.get('control_best'))} (chance {_f(d.get('chance'))})",
+                           f"{_f(d.get('control_best'))} (chance {_f(chance)})",
                            verdict(d.get("score"), d.get("control_best"), lo, hi), "heads/metrics.json, heads/scores.csv"))
     return out
 
