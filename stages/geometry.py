@@ -7,17 +7,24 @@ lattice-adjacency heads). Params also read: ``datasets.train.grid_n`` (the cells
 coordinate token of the training lattice) and ``tokenizer.coord``. Writes (``<out>.tmp`` then
 renamed):
 
-    metrics.json        headline (DVC metric): n_cells; Spearman(embedding distance, lattice
+    metrics.json        headline (DVC metric): ``spearman`` (embedding distance vs lattice
                         distance) trained / random-init control with permutation p-values; per
                         circuit (ov_embed, ov_unembed, qk) the fraction of cells whose best other
-                        cell is a lattice neighbour: chance, top lattice heads (trained, control),
-                        best head (trained, control)
-    details.json        Euclidean and cosine Spearman, PCA variance, every head's circuit scores
-                        (neighbour_top1, neighbour_auroc, self_top1) in both models, the residual
-                        picture's labels
+                        cell is a lattice neighbour for the top lattice heads, trained and control;
+                        ``svd``: the top lattice heads' SVD lattice alignment (mean over their OV
+                        and QK of the best ANOVA R^2 by row or column of a top-``svd_top_k``
+                        singular direction), trained / random_init / spectrum_matched. Top-head
+                        numbers are null without --heads-scores
+    details.json        n_cells, Euclidean and cosine Spearman, PCA variance, every head's circuit
+                        scores (neighbour_top1, neighbour_auroc, self_top1) in both models, per
+                        circuit the chance and the best head (trained, control), every weight
+                        matrix's SVD alignment per side and direction in the three roles, the
+                        residual picture's labels
     embedding_pca.png   cell embeddings in 2-D, labelled (r,c), trained beside random-init
     residual_pca.png    last residual stream at path positions in 2-D, coloured by current cell
                         and by whether one cell is still ahead on the path, both models
+    svd.png             every head's OV, QK and every MLP's in, out alignment per layer, trained
+                        beside random-init beside spectrum-matched
 
 The control is ``GPT(same config, seed=geometry.control_seed)`` (docs/interp.md).
 """
@@ -53,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     from mazesearch.interp.geometry_report import (
         circuit_section, embedding_section, read_top_heads, residual_section, write_outputs,
     )
+    from mazesearch.interp.weight_svd import svd_section
 
     top_heads = None if args.heads_scores is None else read_top_heads(Path(args.heads_scores), spec.top_heads)
     trained, device = load_trained("geometry", spec, model_dir=args.model_dir, vocab=vocab, vocab_path=args.vocab)
@@ -66,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
 
     embedding, emb_points = embedding_section(models, vocab, grid_n, coord, spec.n_permutations, spec.seed)
     circuits = circuit_section(models, vocab, grid_n, coord, top_heads)
+    svd = svd_section(models, vocab, grid_n, coord, spec.svd_top_k, spec.seed, top_heads)
     try:
         residual, resid = residual_section(models, tokens, mazes, vocab, spec.batch_size)
     except ValueError as exc:
@@ -73,13 +82,14 @@ def main(argv: list[str] | None = None) -> None:
                          f"re-run `dvc repro tokenize@{spec.dataset}`") from None
     details = {"grid_n": grid_n, "coord": coord, "n_cells": grid_n**2, "dataset": spec.dataset, "n_mazes": n,
                "control_seed": spec.control_seed, "n_permutations": spec.n_permutations,
-               "embedding": embedding, "circuits": circuits, "residual": residual}
+               "embedding": embedding, "circuits": circuits, "svd": svd, "residual": residual}
     with atomic_dir(args.out_dir) as out:
         metrics = write_outputs(details, emb_points, resid, grid_n, mazes.grid_n, out)
     s = metrics["spearman"]
     print(f"geometry: Spearman trained {s['trained']} (p {s['p_value']}), random-init {s['control']}")
     for c in ("ov_embed", "ov_unembed", "qk"):
         print(f"geometry: {c} neighbour top-1 {metrics[c]}")
+    print(f"geometry: SVD lattice alignment, top heads {metrics['svd']}")
 
 
 if __name__ == "__main__":

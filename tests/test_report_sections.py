@@ -83,13 +83,15 @@ FILES = {
     "heads/target.png": _png(),
     "geometry/metrics.json": {"spearman": {"trained": 0.387855, "control": -0.004299, "p_value": 0.000999,
                                            "control_p_value": 0.521479},
-                              "qk": {"chance": 0.071429, "top_heads": 0.397959, "top_heads_control": 0.061224},
-                              "ov_embed": {"chance": 0.071429, "top_heads": 0.18, "top_heads_control": 0.04},
-                              "ov_unembed": {"chance": 0.071429, "top_heads": 0.25, "top_heads_control": 0.06}},
+                              "qk": {"top_heads": 0.397959, "top_heads_control": 0.061224},
+                              "ov_embed": {"top_heads": 0.18, "top_heads_control": 0.04},
+                              "ov_unembed": {"top_heads": 0.25, "top_heads_control": 0.06},
+                              "svd": {"trained": 0.820494, "random_init": 0.251835, "spectrum_matched": 0.546617}},
     "geometry/details.json": {"n_cells": 49, "circuits": {"summary": {
-        "qk": {"best": 0.693878, "best_control": 0.122449}, "ov_embed": {"best": 0.24, "best_control": 0.18},
-        "ov_unembed": {"best": 0.45, "best_control": 0.14}}}},
-    "geometry/embedding_pca.png": _png(), "geometry/residual_pca.png": _png(),
+        "qk": {"chance": 0.071429, "best": 0.693878, "best_control": 0.122449},
+        "ov_embed": {"chance": 0.071429, "best": 0.24, "best_control": 0.18},
+        "ov_unembed": {"chance": 0.071429, "best": 0.45, "best_control": 0.14}}}, "svd": {"top_k": 3}},
+    "geometry/embedding_pca.png": _png(), "geometry/residual_pca.png": _png(), "geometry/svd.png": _png(),
     "logit_lens/metrics.json": {"acc_forks": 0.876426, "control_acc_forks": 0.0209125, "chance_forks": 0.468631,
                                 "acc_corridors": 0.985375, "decision_layer_forks": 3.61217,
                                 "decision_layer_corridors": 3.35466, "dead_end_share_final": 0.177555,
@@ -226,6 +228,11 @@ def test_numbers_land_in_their_rows(reports):
     geometry = s["interp"].html.split('<h3 id="interp-geometry"')[1]  # the best heads come from details.json
     assert "0.694</td><td class=\"num\">0.122</td>" in row_of(geometry, "QK: neighbour top-1, best head")
     assert "49 cells" in geometry
+    assert "0.398</td><td class=\"num\">0.061</td><td class=\"num\">0.071</td>" in row_of(  # chance: details.json
+        geometry, "QK: neighbour top-1, top lattice heads")
+    svd = row_of(geometry, "max R² by row or column of the top-3 singular directions, top lattice heads (mean of OV, QK)")  # trained, random-init, spectrum
+    assert "0.820</td><td class=\"num\">0.252</td><td class=\"num\">0.547</td>" in svd
+    assert "geometry/svd.png" in geometry.split('<h3 id="interp-logit_lens"')[0]
     assert "<td>L3H2</td>" in row_of(heads, "target")  # the top head by score, not the first in the file
     assert "0.724 [0.704, 0.743]" in row_of(heads, "target")
     assert "<td>none</td>" not in s["interp"].html and '<td class="num">none</td>' in row_of(s["interp"].html, "walls")

@@ -223,13 +223,14 @@ class HeadsSpec(ModelRunSpec):
 
 
 class GeometrySpec(ModelRunSpec):
-    """Stage geometry: embedding geometry, OV/QK circuits, residual PCA (docs/interp.md).
+    """Stage geometry: embedding geometry, OV/QK circuits, SVD of the weights, residual PCA (docs/interp.md).
     ``dataset``: the mazes whose path positions the residual picture shows."""
 
     batch_size: int = Field(default=64, gt=0)
     n_permutations: int = Field(default=1000, ge=1)  # cell-label shuffles for the p-values
     seed: int = Field(default=0, ge=0)  # the shuffles' generator
     top_heads: int = Field(default=2, ge=1)  # lattice-adjacency heads (heads/scores.csv) in the headline
+    svd_top_k: int = Field(default=3, ge=1)  # top singular directions per weight matrix scored for lattice alignment
 
 
 class LogitLensSpec(ModelRunSpec):

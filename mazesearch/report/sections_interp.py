@@ -56,23 +56,37 @@ def _heads_table(rows: list, n_mazes) -> str:
 
 def _geometry(ctx: Ctx) -> str:
     m = ctx.read_json("geometry/metrics.json")
-    details = _optional(ctx, "geometry/details.json")  # the best head per circuit, the cell count
+    details = _optional(ctx, "geometry/details.json")  # per circuit the chance and best head, the cell count
     best = as_dict((details.get("circuits") or {}).get("summary") or {}, "circuits.summary")
     sp = as_dict(m["spearman"], "spearman")
     rows = [["Spearman ρ, embedding vs lattice distance (p)", Num(f"{num(sp.get('trained'))} ({num(sp.get('p_value'))})"),
              Num(f"{num(sp.get('control'))} ({num(sp.get('control_p_value'))})"), Num("0")]]
     for circuit, label in (("qk", "QK"), ("ov_embed", "OV → embedding"), ("ov_unembed", "OV → logits")):
         c = as_dict(m[circuit], circuit)
-        rows.append([f"{label}: neighbour top-1, top lattice heads", Num(rate(c.get("top_heads"))),
-                     Num(rate(c.get("top_heads_control"))), Num(rate(c.get("chance")))])
         b = as_dict(best.get(circuit) or {}, circuit)
+        chance = Num(rate(b.get("chance", c.get("chance"))))  # older runs kept it in metrics.json
+        rows.append([f"{label}: neighbour top-1, top lattice heads", Num(rate(c.get("top_heads"))),
+                     Num(rate(c.get("top_heads_control"))), chance])
         rows.append([f"{label}: neighbour top-1, best head", Num(rate(b.get("best"))), Num(rate(b.get("best_control"))),
-                     Num(rate(c.get("chance")))])
-    return table(f"Cell-embedding geometry ({num(details.get('n_cells'))} cells; reports/geometry/metrics.json, "
-                 "details.json)",
-                 ["measure", Num("trained"), Num("random-init"), Num("chance")], rows) + ctx.gallery([
+                     chance])
+    out = [table(f"Cell-embedding geometry ({num(details.get('n_cells'))} cells; reports/geometry/metrics.json, "
+                 "details.json)", ["measure", Num("trained"), Num("random-init"), Num("chance")], rows)]
+    if "svd" in m:
+        svd = as_dict(m["svd"] or {}, "svd")
+        k = (details.get("svd") or {}).get("top_k") or "k"
+        out.append(table("SVD of the weights: lattice alignment of the top lattice heads' OV and QK (reports/geometry/"
+                         "metrics.json svd; every matrix in details.json)",
+                         ["measure", Num("trained"), Num("random-init"), Num("spectrum-matched")],
+                         [[f"max R² by row or column of the top-{k} singular directions, top lattice heads (mean of OV, QK)",
+                           *(Num(rate(svd.get(role))) for role in ("trained", "random_init", "spectrum_matched"))]])
+                   + caption("R²: the fraction of the centred cell embeddings' variance along the direction that "
+                             "the cell's row (or column) explains; spectrum-matched: the same singular values with "
+                             "random singular vectors, on the trained embeddings."))
+    return "\n".join(out) + ctx.gallery([
         ctx.figure("geometry/embedding_pca.png", "geometry", "cell embeddings on two principal components"),
-        ctx.figure("geometry/residual_pca.png", "geometry", "last-layer residual stream at path positions")])
+        ctx.figure("geometry/residual_pca.png", "geometry", "last-layer residual stream at path positions"),
+        ctx.figure("geometry/svd.png", "geometry", "SVD of the weights: lattice alignment of every matrix's top "
+                   "singular directions, trained, random-init, spectrum-matched")])
 
 
 def _lens(ctx: Ctx) -> str:
