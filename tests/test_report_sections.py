@@ -105,6 +105,12 @@ FILES = {
     "reach/metrics.json": {"target": {"embed": 0, "blocks.0.hook_resid_post": 1}, "current": {"embed": 0,
                                                                                              "blocks.0.hook_resid_post": 2}},
     "reach/reach.png": _png(),
+    "clusters/metrics.json": {"dist_to_target": {"trained": 0.287624, "random_init": 0.022459, "permuted": 0.003506}},
+    "clusters/details.json": {"method": {"k": 10}, "headline": "dist_to_target", "labels": {
+        "dist_to_target": {"chance": 0.144508, "best_layer": "blocks.2.hook_resid_post"},
+        "fork": {"chance": 0.5125, "best_layer": "blocks.3.hook_resid_post", "layers": {"blocks.3.hook_resid_post": {
+            "trained": 0.182773, "random_init": 0.095908, "permuted": 0.000369}}}}},
+    "clusters/maps.png": _png(),
     "dynamics/metrics.json": {"jump_step_exact_path": 2250.0, "jump_step_walls": None, "lead_steps_walls": None,
                               "jump_step_target": 500.0, "lead_steps_target": 1750.0},
     "dynamics/curve.csv": "step,exact_path,walls,target\n0,0,0.691227,0.139039\n1000,0.246667,0.54499,0.71003\n",
@@ -177,7 +183,7 @@ def test_empty_reports_names_the_stages(tmp_path):
     assert not any(s.present for s in sections) and assets == {}
     stages = {"findings": [], "data": ["generate"], "training": ["train"], "evaluation": ["eval_summary", "pictures"],
               "size": ["eval_summary"], "probes": ["probes"],
-              "interp": ["heads", "geometry", "logit_lens", "dla", "reach", "dynamics"],
+              "interp": ["heads", "geometry", "logit_lens", "dla", "reach", "clusters", "dynamics"],
               "causal": ["counterfactuals", "patching", "steering", "faithfulness"]}
     for s in sections:
         assert "Not built yet" in s.html, s.id
@@ -237,6 +243,12 @@ def test_numbers_land_in_their_rows(reports):
     assert "0.724 [0.704, 0.743]" in row_of(heads, "target")
     assert "<td>none</td>" not in s["interp"].html and '<td class="num">none</td>' in row_of(s["interp"].html, "walls")
     assert "0.211 [0.149, 0.289]" in row_of(s["causal"].html, "edge_add")
+    # clustering: the headline beside both controls and chance at its best layer, then the other labels
+    clu = s["interp"].html.split('<h3 id="interp-clusters"')[1].split("<h3")[0]
+    assert ('<td>blocks.2.hook_resid_post</td><td class="num">0.145</td><td class="num">+0.288</td>'
+            '<td class="num">+0.022</td><td class="num">+0.004</td>') in row_of(clu, "dist_to_target (headline)")
+    assert "+0.183</td><td class=\"num\">+0.096</td><td class=\"num\">+0.000" in row_of(clu, "fork")
+    assert "10-NN purity" in clu and "assets/clusters_maps.png" in clu
     (retarget,) = [r for r in re.findall(r"<tr.*?</tr>", s["causal"].html, re.S) if "target @ block 2 input" in r]
     assert all(v in retarget for v in ("0.664", "0.656", "0.758", "0.876", "0.008"))
     assert '<p class="metric">validation exact-path rate: 0.773</p>' in s["training"].html

@@ -311,6 +311,22 @@ class ReachSpec(_Strict):
     max_rows: int = Field(default=4000, gt=0)  # rows per fit (subsampled by maze): keeps the stage < 1 min
 
 
+CLUSTER_LABELS = ("dist_to_target", "fork", "on_future_path")
+
+
+class ClustersSpec(_Strict):
+    """Stage clusters: per layer, how well path-position residuals cluster by a row label (k-nearest-
+    neighbour purity minus chance), beside the random-init and permuted-label controls (docs/interp.md)."""
+
+    # the label of metrics.json and the maps' colour
+    headline: Literal[CLUSTER_LABELS] = "dist_to_target"  # type: ignore[valid-type]
+    k: int = Field(default=10, ge=1)  # neighbours per row (from other mazes only)
+    metric: Literal["cosine", "euclidean"] = "cosine"  # on residuals z-scored per dimension
+    max_rows: int = Field(default=3000, ge=2)  # path rows scored (whole mazes, seeded)
+    tsne_rows: int = Field(default=600, ge=8)  # rows drawn in maps.png (whole mazes, seeded)
+    seed: int = Field(default=0, ge=0)  # row subsample, permuted labels, t-SNE
+
+
 class Params(_Strict):
     datasets: dict[str, DatasetSpec]
     tokenizer: TokenizerSpec
@@ -325,6 +341,7 @@ class Params(_Strict):
     logit_lens: LogitLensSpec | None = None
     dla: DlaSpec | None = None
     reach: ReachSpec | None = None
+    clusters: ClustersSpec | None = None
     counterfactuals: CounterfactualsSpec | None = None
     patching: PatchingSpec | None = None
     steering: SteeringSpec | None = None

@@ -1,5 +1,5 @@
 """The report's two interpretability sections (mazesearch.report.sections): "interp" (stages heads,
-geometry, logit_lens, dla, reach, dynamics) and "causal" (counterfactuals, patching, steering,
+geometry, logit_lens, dla, reach, clusters, dynamics) and "causal" (counterfactuals, patching, steering,
 faithfulness). Each stage is one sub-block: its headline numbers (``reports/<stage>/metrics.json``,
 plus a CSV or details.json where the headline lacks a control or an interval) beside their
 controls, then its picture(s). docs/interp.md defines every number."""
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 
-from mazesearch.report.sections_html import Ctx, Num, as_dict, caption, heading, interval, metric, num, rate, table
+from mazesearch.report.sections_html import (Ctx, Num, as_dict, caption, heading, interval, metric, num, rate, signed,
+                                             table)
 
 
 def _optional(ctx: Ctx, rel: str) -> dict:
@@ -138,6 +139,30 @@ def _reach(ctx: Ctx) -> str:
         [ctx.figure("reach/reach.png", "reach", "balanced accuracy per layer and k, trained beside both controls")])
 
 
+def _clusters(ctx: Ctx) -> str:
+    m = ctx.read_json("clusters/metrics.json")  # {headline label: {trained, random_init, permuted}}
+    details = _optional(ctx, "clusters/details.json")
+    labels = as_dict(details.get("labels") or {}, "labels")
+    rows = []
+    for name in list(m) + [n for n in labels if n not in m]:  # the headline first, then the rest of details
+        d = as_dict(labels.get(name) or {}, name)
+        layer = d.get("best_layer")
+        per_layer = as_dict(d.get("layers") or {}, name)
+        s = as_dict(m[name] if name in m else per_layer.get(layer) or {}, name)
+        rows.append([name + (" (headline)" if name in m else ""), layer if isinstance(layer, str) else "–",
+                     Num(rate(d.get("chance")))] + [Num(signed(s.get(r))) for r in ("trained", "random_init", "permuted")])
+    method = as_dict(details.get("method") or {}, "method")
+    return table(f"Clustering of path-position residuals by a row label: {num(method.get('k'))}-NN purity (neighbours "
+                 "from other mazes only) minus chance, at each label's best layer (largest lead over the stronger "
+                 "control); reports/clusters/metrics.json, details.json",
+                 ["label", "best layer", Num("chance (purity)"), Num("trained"), Num("random-init"),
+                  Num("permuted labels")], rows) + caption(
+        "0 = chance. Permuted labels are shuffled across mazes: they measure chance with the same neighbours. "
+        "Every layer and the raw purities: reports/clusters/details.json and by_layer.csv.") + ctx.gallery(
+        [ctx.figure("clusters/maps.png", "clusters", "t-SNE per layer coloured by the headline label, trained above "
+                    "random-init")])
+
+
 def _dynamics(ctx: Ctx) -> str:
     m = ctx.read_json("dynamics/metrics.json")
     names = [k.removeprefix("jump_step_") for k in m if k.startswith("jump_step_")]
@@ -159,6 +184,7 @@ def interp_parts(ctx: Ctx) -> list[str]:
              ("logit_lens", "Logit lens", ["logit_lens/metrics.json"], _lens),
              ("dla", "Direct logit attribution at forks", ["dla/metrics.json"], _dla),
              ("reach", "Reach per layer", ["reach/metrics.json"], _reach),
+             ("clusters", "Clustering per layer", ["clusters/metrics.json"], _clusters),
              ("dynamics", "Training dynamics", ["dynamics/metrics.json"], _dynamics)]
     return [heading(f"interp-{stage}", title) + "\n" + ctx.block(rels, stage, lambda f=f: f(ctx))
             for stage, title, rels, f in parts]
