@@ -76,7 +76,13 @@ FILES = {
         "permuted_label_agreement": 0.61, "void_controls": {}, "best_layer": "blocks.0.hook_resid_post",
         "layers": {"embed": _probe_layer(0.5, 0.5, 0.5), "blocks.0.hook_resid_post": _probe_layer(0.62567, 0.779781, 0.490389)}}},
     "probes/walls_f1.png": _png(), "probes/on_solution_f1.png": _png(), "probes/future_path_f1.png": _png(),
-    "heads/metrics.json": {"n_mazes": 256, "target": {"layer": 3, "head": 2, "score": 0.724179, "control_best": 0.01765}},
+    "heads/metrics.json": {"n_mazes": 256, "target": {"layer": 3, "head": 2, "score": 0.724179, "control_best": 0.01765},
+                           "bottleneck": {"ratio": 1.191179, "control_ratio": 1.102511}},
+    "heads/bottleneck.json": {"n_pairs": 411, "n_queries": 1170,
+                              "trained": {"layer": 2, "head": 2, "ratio": 1.191179, "ci_low": 1.0285, "ci_high": 1.376326},
+                              "random": {"layer": 1, "head": 1, "ratio": 1.102511, "ci_low": 1.025807,
+                                         "ci_high": 1.182899}},
+    "heads/bottleneck.png": _png(),
     "heads/scores.csv": ("hypothesis,layer,head,score,ci_low,ci_high,chance,ratio,control_score,control_ratio,n_queries\n"
                          "target,3,1,0.1,0.09,0.11,0.013784,7.25,0.01765,1.28,1000\n"
                          "target,3,2,0.724179,0.704,0.743,0.013784,52.54,0.013641,0.99,1000\n"),
@@ -241,6 +247,9 @@ def test_numbers_land_in_their_rows(reports):
     assert "geometry/svd.png" in geometry.split('<h3 id="interp-logit_lens"')[0]
     assert "<td>L3H2</td>" in row_of(heads, "target")  # the top head by score, not the first in the file
     assert "0.724 [0.704, 0.743]" in row_of(heads, "target")
+    # bottleneck attention: the trained best head's ratio beside the random-init one's, then the heads
+    assert "1.19</td><td class=\"num\">1.10</td>" in row_of(heads, "bottleneck / matched attention, best head")
+    assert "L2H2 [1.03, 1.38]" in row_of(heads, "best head (95% interval)") and "heads/bottleneck.png" in heads
     assert "<td>none</td>" not in s["interp"].html and '<td class="num">none</td>' in row_of(s["interp"].html, "walls")
     assert "0.211 [0.149, 0.289]" in row_of(s["causal"].html, "edge_add")
     # clustering: the headline beside both controls and chance at its best layer, then the other labels

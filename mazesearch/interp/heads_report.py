@@ -104,8 +104,9 @@ def top_heads_md(table: pd.DataFrame, n_mazes: int, k: int = 3) -> str:
     return "\n".join(lines)
 
 
-def write_reports(table: pd.DataFrame, n_mazes: int, out: Path) -> dict:
-    metrics = headline(table, n_mazes)
+def write_reports(table: pd.DataFrame, n_mazes: int, out: Path, extra: dict | None = None) -> dict:
+    """metrics.json (the headline, then ``extra``'s keys), scores.csv, top_heads.md."""
+    metrics = {**headline(table, n_mazes), **(extra or {})}
     write_json_atomic(out / "metrics.json", metrics)
     write_text_atomic(out / "scores.csv", scores_csv(table))
     write_text_atomic(out / "top_heads.md", top_heads_md(table, n_mazes))

@@ -220,6 +220,7 @@ class HeadsSpec(ModelRunSpec):
     # num_threads 1: tiny forwards, 1 beats 2 on a busy box
     seed: int = Field(default=0, ge=0)  # bootstrap over mazes (confidence intervals)
     picture_maze: int = Field(default=0, ge=0)  # row of the maze the pictures show
+    bottleneck_top: int = Field(default=3, ge=1)  # bottleneck cells per maze (top betweenness), each matched
 
 
 class GeometrySpec(ModelRunSpec):

@@ -41,10 +41,30 @@ def _heads(ctx: Ctx) -> str:
         score, lo, hi, chance, ratio, control = _floats(r, "score", "ci_low", "ci_high", "chance", "ratio", "control_score")
         out.append([hyp, f"L{r['layer']}H{r['head']}", Num(interval(score, lo, hi)), Num(rate(chance)), Num(num(ratio, 2)),
                     Num(rate(control)), Num(rate(ctrl_best.get(hyp)))])
-    n = _optional(ctx, "heads/metrics.json").get("n_mazes")
-    return _heads_table(out, n) + ctx.gallery([ctx.figure(f"heads/{h}.png", "heads", f"top head for {h}: attention "
-                                                         "on one maze, trained beside random-init")
-                                              for h in best if re.fullmatch(r"[A-Za-z0-9_-]+", h)])
+    metrics = _optional(ctx, "heads/metrics.json")
+    figures = [ctx.figure(f"heads/{h}.png", "heads", f"top head for {h}: attention on one maze, trained beside "
+                          "random-init") for h in best if re.fullmatch(r"[A-Za-z0-9_-]+", h)]
+    neck = ""
+    if "bottleneck" in metrics:  # older runs have no bottleneck attention
+        m = as_dict(metrics["bottleneck"] or {}, "bottleneck")
+        d = _optional(ctx, "heads/bottleneck.json")
+        t, c = (as_dict(d.get(k) or {}, k) for k in ("trained", "random"))
+
+        def head(x: dict) -> str:
+            return f"L{x['layer']}H{x['head']}" if "layer" in x else "–"
+
+        neck = table(f"Bottleneck attention (reports/heads/metrics.json bottleneck, bottleneck.csv; "
+                     f"{num(d.get('n_pairs'))} cell pairs)", ["measure", Num("trained"), Num("random-init"), Num("uniform")],
+                     [["bottleneck / matched attention, best head", Num(rate(m.get("ratio"), 2)),
+                       Num(rate(m.get("control_ratio"), 2)), Num("1.00")],
+                      ["best head (95% interval)", f"{head(t)} [{num(t.get('ci_low'))}, {num(t.get('ci_high'))}]",
+                       f"{head(c)} [{num(c.get('ci_low'))}, {num(c.get('ci_high'))}]", "–"]]) + caption(
+            "Attention from path tokens on the adjacency-list tokens of each maze's top-betweenness cells, over "
+            "that on matched non-bottleneck cells (same degree and path status, nearest list position); 1 for a "
+            "uniform head. Compare the trained best head with the random-init model's best head. docs/interp.md.")
+        figures.append(ctx.figure("heads/bottleneck.png", "heads", "bottleneck / matched attention per head, "
+                                  "trained beside random-init, and one maze's cells"))
+    return _heads_table(out, metrics.get("n_mazes")) + neck + ctx.gallery(figures)
 
 
 def _heads_table(rows: list, n_mazes) -> str:
