@@ -335,6 +335,10 @@ CASES = {
         "clusters", "clusters --params {w}/params.yaml --mazes-dir {w}/mazes --activations-dir {w}/acts "
         "--out-dir {w}/out/clusters", "acts/trained/blocks.0.hook_resid_post.npy", truncate, "truncated",
         ["out/clusters"]),
+    "parallel-truncated-layer-file": Case(
+        "parallel", "parallel --params {w}/params.yaml --mazes-dir {w}/mazes --activations-dir {w}/acts "
+        "--out-dir {w}/out/parallel", "acts/random/blocks.0.hook_resid_post.npy", truncate, "truncated",
+        ["out/parallel"]),
 }
 
 

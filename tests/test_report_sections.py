@@ -117,6 +117,16 @@ FILES = {
         "fork": {"chance": 0.5125, "best_layer": "blocks.3.hook_resid_post", "layers": {"blocks.3.hook_resid_post": {
             "trained": 0.182773, "random_init": 0.095908, "permuted": 0.000369}}}}},
     "clusters/maps.png": _png(),
+    "parallel/metrics.json": {"alternatives": {"trained": 0.638022, "stronger_control": 0.527543, "ahead": 0.765834}},
+    "parallel/details.json": {"method": {"k": 2}, "best_layer": "blocks.3.hook_resid_post", "versions": {
+        "alternatives": {"shape": {"peak_layer": "blocks.3.hook_resid_post", "peak_gap": 0.110479,
+                                   "drop_after_peak": 0.0, "explore_then_discard": False},
+                         "layers": {"blocks.3.hook_resid_post": {"2": {"random_init": 0.527543, "permuted": 0.499954}}}},
+        "discarded": {"shape": {"peak_layer": "blocks.1.hook_resid_post", "peak_gap": 0.089771,
+                                "drop_after_peak": 0.029498, "explore_then_discard": True},
+                      "layers": {"blocks.3.hook_resid_post": {"2": {"trained": 0.573795, "random_init": 0.513522,
+                                                                    "permuted": 0.5, "stronger_control": 0.513522}}}}}},
+    "parallel/parallel.png": _png(),
     "dynamics/metrics.json": {"jump_step_exact_path": 2250.0, "jump_step_walls": None, "lead_steps_walls": None,
                               "jump_step_target": 500.0, "lead_steps_target": 1750.0},
     "dynamics/curve.csv": "step,exact_path,walls,target\n0,0,0.691227,0.139039\n1000,0.246667,0.54499,0.71003\n",
@@ -189,7 +199,7 @@ def test_empty_reports_names_the_stages(tmp_path):
     assert not any(s.present for s in sections) and assets == {}
     stages = {"findings": [], "data": ["generate"], "training": ["train"], "evaluation": ["eval_summary", "pictures"],
               "size": ["eval_summary"], "probes": ["probes"],
-              "interp": ["heads", "geometry", "logit_lens", "dla", "reach", "clusters", "dynamics"],
+              "interp": ["heads", "geometry", "logit_lens", "dla", "reach", "clusters", "parallel", "dynamics"],
               "causal": ["counterfactuals", "patching", "steering", "faithfulness"]}
     for s in sections:
         assert "Not built yet" in s.html, s.id
@@ -258,6 +268,16 @@ def test_numbers_land_in_their_rows(reports):
             '<td class="num">+0.022</td><td class="num">+0.004</td>') in row_of(clu, "dist_to_target (headline)")
     assert "+0.183</td><td class=\"num\">+0.096</td><td class=\"num\">+0.000" in row_of(clu, "fork")
     assert "10-NN purity" in clu and "assets/clusters_maps.png" in clu
+    # parallel paths: the headline beside both controls at the alternatives' best layer, then the shapes
+    par = s["interp"].html.split('<h3 id="interp-parallel"')[1].split("<h3")[0]
+    assert ('<td class="num">0.638</td><td class="num">0.528</td><td class="num">0.500</td><td class="num">0.528</td>'
+            '<td>blocks.3.hook_resid_post</td><td class="num">+0.110</td><td class="num">+0.000</td>'
+            '<td class="num">no</td>') in row_of(par, "alternatives (off the path, not yet passed) (headline)")
+    assert '<td class="num">0.766</td><td class="num">–</td>' in row_of(par, "true path ahead")
+    assert ('<td class="num">0.574</td><td class="num">0.514</td><td class="num">0.500</td><td class="num">0.514</td>'
+            '<td>blocks.1.hook_resid_post</td><td class="num">+0.090</td><td class="num">+0.029</td>'
+            '<td class="num">yes</td>') in row_of(par, "branches already passed")
+    assert "within 2 moves" in par and "assets/parallel_parallel.png" in par
     (retarget,) = [r for r in re.findall(r"<tr.*?</tr>", s["causal"].html, re.S) if "target @ block 2 input" in r]
     assert all(v in retarget for v in ("0.664", "0.656", "0.758", "0.876", "0.008"))
     assert '<p class="metric">validation exact-path rate: 0.773</p>' in s["training"].html

@@ -328,6 +328,27 @@ class ClustersSpec(_Strict):
     seed: int = Field(default=0, ge=0)  # row subsample, permuted labels, t-SNE
 
 
+class ParallelSpec(_Strict):
+    """Stage parallel: per layer, per-cell probes of the alternative branches within k moves of the
+    current cell (not yet passed), beside the true path ahead and the branches already passed, and
+    both controls (docs/interp.md, "Parallel paths")."""
+
+    k: int = Field(default=2, ge=1)  # maze moves: the headline, by_layer.csv, the picture and the shape statistic
+    max_k: int = Field(default=2, ge=1)  # details.json holds k = 1 .. max_k (at most the largest distance)
+    test_frac: float = Field(default=0.25, gt=0.0, lt=1.0)  # mazes held out to score the probes
+    C: float = Field(default=1.0, gt=0.0)  # inverse L2 strength of the logistic probes
+    max_iter: int = Field(default=200, gt=0)
+    max_rows: int = Field(default=3000, gt=0)  # rows per fit (subsampled by maze): keeps the stage < 30 s
+    min_change: float = Field(default=0.02, ge=0.0)  # a rise / drop of the gap this small counts as flat
+    seed: int = Field(default=0, ge=0)  # split, subsample, permuted labels
+
+    @model_validator(mode="after")
+    def _k_within_max_k(self) -> "ParallelSpec":
+        if self.k > self.max_k:
+            raise ValueError(f"parallel.k={self.k} exceeds parallel.max_k={self.max_k}")
+        return self
+
+
 class Params(_Strict):
     datasets: dict[str, DatasetSpec]
     tokenizer: TokenizerSpec
@@ -343,6 +364,7 @@ class Params(_Strict):
     dla: DlaSpec | None = None
     reach: ReachSpec | None = None
     clusters: ClustersSpec | None = None
+    parallel: ParallelSpec | None = None
     counterfactuals: CounterfactualsSpec | None = None
     patching: PatchingSpec | None = None
     steering: SteeringSpec | None = None

@@ -1,5 +1,5 @@
 """The report's two interpretability sections (mazesearch.report.sections): "interp" (stages heads,
-geometry, logit_lens, dla, reach, clusters, dynamics) and "causal" (counterfactuals, patching, steering,
+geometry, logit_lens, dla, reach, clusters, parallel, dynamics) and "causal" (counterfactuals, patching, steering,
 faithfulness). Each stage is one sub-block: its headline numbers (``reports/<stage>/metrics.json``,
 plus a CSV or details.json where the headline lacks a control or an interval) beside their
 controls, then its picture(s). docs/interp.md defines every number."""
@@ -183,6 +183,40 @@ def _clusters(ctx: Ctx) -> str:
                     "random-init")])
 
 
+def _parallel(ctx: Ctx) -> str:
+    m = as_dict(ctx.read_json("parallel/metrics.json").get("alternatives") or {}, "alternatives")
+    details = _optional(ctx, "parallel/details.json")
+    method = as_dict(details.get("method") or {}, "method")
+    k, best = str(method.get("k", "")), details.get("best_layer")
+    versions = as_dict(details.get("versions") or {}, "versions")
+    headline = {"alternatives": {"trained": m.get("trained"), "stronger_control": m.get("stronger_control")},
+                "ahead": {"trained": m.get("ahead")}}
+    rows = []
+    for name, what in (("alternatives", "alternatives (off the path, not yet passed)"), ("ahead", "true path ahead"),
+                       ("discarded", "branches already passed")):
+        d = as_dict(versions.get(name) or {}, name)
+        layer = as_dict(as_dict(d.get("layers") or {}, name).get(best) or {}, name)
+        at = {**as_dict(layer.get(k) or {}, name), **headline.get(name, {})}
+        shape = as_dict(d.get("shape") or {}, name)
+        rows.append([what + (" (headline)" if name == "alternatives" else "")]
+                    + [Num(rate(at.get(r))) for r in ("trained", "random_init", "permuted", "stronger_control")]
+                    + [shape.get("peak_layer") if isinstance(shape.get("peak_layer"), str) else "–",
+                       Num(signed(shape.get("peak_gap"))), Num(signed(shape.get("drop_after_peak"))),
+                       Num(num(shape["explore_then_discard"]) if "explore_then_discard" in shape else "–")])
+    at_best = " at the alternatives' best layer" + (f" ({best})" if isinstance(best, str) else "")
+    return table(f"Parallel paths: per-cell probes of the cells within {k or 'k'} moves of the current cell, test "
+                 f"balanced accuracy (mean over cells, 0.5 = chance){at_best}, beside both controls; then each "
+                 "version's gap over the stronger control at its peak layer and its drop to the last layer; "
+                 "reports/parallel/metrics.json, details.json",
+                 ["cells", Num("trained"), Num("random-init"), Num("permuted labels"), Num("stronger control"),
+                  "peak layer (gap)", Num("gap at peak"), Num("drop to last layer"), Num("explore, then discard")],
+                 rows) + caption(
+        "Explore, then discard: the gap over the stronger control peaks at an inner layer and falls by the last "
+        "(both by >= parallel.min_change). Every layer and k: reports/parallel/details.json and by_layer.csv."
+    ) + ctx.gallery([ctx.figure("parallel/parallel.png", "parallel", "per layer: alternatives, true path ahead and "
+                                "passed branches beside both controls; the gaps, peaks starred")])
+
+
 def _dynamics(ctx: Ctx) -> str:
     m = ctx.read_json("dynamics/metrics.json")
     names = [k.removeprefix("jump_step_") for k in m if k.startswith("jump_step_")]
@@ -205,6 +239,7 @@ def interp_parts(ctx: Ctx) -> list[str]:
              ("dla", "Direct logit attribution at forks", ["dla/metrics.json"], _dla),
              ("reach", "Reach per layer", ["reach/metrics.json"], _reach),
              ("clusters", "Clustering per layer", ["clusters/metrics.json"], _clusters),
+             ("parallel", "Parallel paths", ["parallel/metrics.json"], _parallel),
              ("dynamics", "Training dynamics", ["dynamics/metrics.json"], _dynamics)]
     return [heading(f"interp-{stage}", title) + "\n" + ctx.block(rels, stage, lambda f=f: f(ctx))
             for stage, title, rels, f in parts]
