@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_dir(args.out_dir) as out:
         metrics = write_outputs(details, emb_points, resid, grid_n, mazes.grid_n, out)
     s = metrics["spearman"]
-    print(f"geometry: Spearman trained {s['trained']} (p {s['p_value']}), random-init {s['control']}")
+    print(f"geometry: Spearman trained {s['trained']}, random-init {s['control']}")
     for c in ("ov_embed", "ov_unembed", "qk"):
         print(f"geometry: {c} neighbour top-1 {metrics[c]}")
     print(f"geometry: SVD lattice alignment, top heads {metrics['svd']}")

@@ -87,13 +87,14 @@ FILES = {
                          "target,3,1,0.1,0.09,0.11,0.013784,7.25,0.01765,1.28,1000\n"
                          "target,3,2,0.724179,0.704,0.743,0.013784,52.54,0.013641,0.99,1000\n"),
     "heads/target.png": _png(),
-    "geometry/metrics.json": {"spearman": {"trained": 0.387855, "control": -0.004299, "p_value": 0.000999,
-                                           "control_p_value": 0.521479},
+    "geometry/metrics.json": {"spearman": {"trained": 0.387855, "control": -0.004299},
                               "qk": {"top_heads": 0.397959, "top_heads_control": 0.061224},
                               "ov_embed": {"top_heads": 0.18, "top_heads_control": 0.04},
                               "ov_unembed": {"top_heads": 0.25, "top_heads_control": 0.06},
                               "svd": {"trained": 0.820494, "random_init": 0.251835, "spectrum_matched": 0.546617}},
-    "geometry/details.json": {"n_cells": 49, "circuits": {"summary": {
+    "geometry/details.json": {"n_cells": 49, "embedding": {"euclidean": {"trained": {"p_value": 0.000999},
+                                                                         "random": {"p_value": 0.521479}}},
+                              "circuits": {"summary": {
         "qk": {"chance": 0.071429, "best": 0.693878, "best_control": 0.122449},
         "ov_embed": {"chance": 0.071429, "best": 0.24, "best_control": 0.18},
         "ov_unembed": {"chance": 0.071429, "best": 0.45, "best_control": 0.14}}}, "svd": {"top_k": 3}},
@@ -250,6 +251,7 @@ def test_numbers_land_in_their_rows(reports):
     geometry = s["interp"].html.split('<h3 id="interp-geometry"')[1]  # the best heads come from details.json
     assert "0.694</td><td class=\"num\">0.122</td>" in row_of(geometry, "QK: neighbour top-1, best head")
     assert "49 cells" in geometry
+    assert "0.388 (0.000999)" in geometry and "(0.521)" in geometry  # the p-values come from details.json
     assert "0.398</td><td class=\"num\">0.061</td><td class=\"num\">0.071</td>" in row_of(  # chance: details.json
         geometry, "QK: neighbour top-1, top lattice heads")
     svd = row_of(geometry, "max R² by row or column of the top-3 singular directions, top lattice heads (mean of OV, QK)")  # trained, random-init, spectrum

@@ -80,8 +80,10 @@ def _geometry(ctx: Ctx) -> str:
     details = _optional(ctx, "geometry/details.json")  # per circuit the chance and best head, the cell count
     best = as_dict((details.get("circuits") or {}).get("summary") or {}, "circuits.summary")
     sp = as_dict(m["spearman"], "spearman")
-    rows = [["Spearman ρ, embedding vs lattice distance (p)", Num(f"{num(sp.get('trained'))} ({num(sp.get('p_value'))})"),
-             Num(f"{num(sp.get('control'))} ({num(sp.get('control_p_value'))})"), Num("0")]]
+    eu = as_dict((details.get("embedding") or {}).get("euclidean") or {}, "embedding.euclidean")  # the p-values
+    p = {run: as_dict(eu.get(run) or {}, run).get("p_value") for run in ("trained", "random")}
+    rows = [["Spearman ρ, embedding vs lattice distance (p)", Num(f"{num(sp.get('trained'))} ({num(p['trained'])})"),
+             Num(f"{num(sp.get('control'))} ({num(p['random'])})"), Num("0")]]
     for circuit, label in (("qk", "QK"), ("ov_embed", "OV → embedding"), ("ov_unembed", "OV → logits")):
         c = as_dict(m[circuit], circuit)
         b = as_dict(best.get(circuit) or {}, circuit)
