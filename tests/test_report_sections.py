@@ -110,8 +110,13 @@ FILES = {
                          "top1_mean": 2.03746, "top1_frac_of_total": 0.701507},
     "dla/top_components.png": _png(),
     "reach/metrics.json": {"target": {"embed": 0, "blocks.0.hook_resid_post": 1}, "current": {"embed": 0,
-                                                                                             "blocks.0.hook_resid_post": 2}},
+                                                                                             "blocks.0.hook_resid_post": 2},
+                           "mlp_largest": {"target": 1, "current": 0}},
+    "reach/details.json": {"thresholds": {"min_balanced_accuracy": 0.8, "min_selectivity": 0.1}, "versions": {
+        "target": {"mlp": {"layers": {"embed": {"reach": 0}, "blocks.0.hook_resid_post": {"reach": 1}}}},
+        "current": {"mlp": {"layers": {"embed": {"reach": 0}, "blocks.0.hook_resid_post": {"reach": 0}}}}}},
     "reach/reach.png": _png(),
+    "reach/reach_mlp.png": _png(),
     "clusters/metrics.json": {"dist_to_target": {"trained": 0.287624, "random_init": 0.022459, "permuted": 0.003506}},
     "clusters/details.json": {"method": {"k": 10}, "headline": "dist_to_target", "labels": {
         "dist_to_target": {"chance": 0.144508, "best_layer": "blocks.2.hook_resid_post"},
@@ -283,6 +288,15 @@ def test_numbers_land_in_their_rows(reports):
     (retarget,) = [r for r in re.findall(r"<tr.*?</tr>", s["causal"].html, re.S) if "target @ block 2 input" in r]
     assert all(v in retarget for v in ("0.664", "0.656", "0.758", "0.876", "0.008"))
     assert '<p class="metric">validation exact-path rate: 0.773</p>' in s["training"].html
+    # reach: the linear probe's k per layer, then the MLP's per layer and its headline (largest over layers)
+    rea = s["interp"].html.split('<h3 id="interp-reach"')[1].split("<h3")[0]
+    assert ('<tr><td>linear</td><td>blocks.0.hook_resid_post</td><td class="num">1</td><td class="num">2</td></tr>'
+            in rea)
+    assert ('<tr><td>MLP</td><td>blocks.0.hook_resid_post</td><td class="num">1</td><td class="num">0</td></tr>'
+            in rea)
+    assert ('<tr><td>MLP</td><td>largest over layers</td><td class="num">1</td><td class="num">0</td></tr>'
+            in rea)
+    assert "gap over its own random-init and permuted-label fits" in rea and "reach_mlp.png" in rea
 
 
 def test_quoted_size_csv_reads_the_same(tmp_path):

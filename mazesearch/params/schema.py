@@ -303,13 +303,16 @@ class ReportSpec(ModelRunSpec):
 
 class ReachSpec(_Strict):
     """Stage reach: per layer, the largest k at which "cell within maze distance k of the target /
-    current cell" is linearly decodable above both controls (docs/interp.md). The split, C and
-    max_iter are probes.*."""
+    current cell" is decodable above both controls, by a linear probe and by a small MLP (docs/interp.md).
+    The split, C, max_iter (linear) and the MLP's random_state (seed) are probes.*."""
 
     max_k: int = Field(default=6, ge=1)  # k = 1 .. min(max_k, largest distance in the mazes)
     min_balanced_accuracy: float = Field(default=0.8, gt=0.5, le=1.0)  # trained test score to count
     min_selectivity: float = Field(default=0.1, ge=0.0, lt=1.0)  # ... and its lead over the stronger control
     max_rows: int = Field(default=4000, gt=0)  # rows per fit (subsampled by maze): keeps the stage < 1 min
+    mlp_hidden: int = Field(default=32, gt=0)  # hidden ReLU units of the nonlinear (MLP) probe
+    mlp_max_iter: int = Field(default=100, gt=0)  # its L-BFGS iterations (few: the stage's cost)
+    mlp_max_rows: int = Field(default=1500, gt=0)  # its rows per fit, all sides (subsampled by maze)
 
 
 CLUSTER_LABELS = ("dist_to_target", "fork", "on_future_path")

@@ -12,8 +12,8 @@ The rule (:func:`verdict`, printed on the page by :data:`RULE`):
 
 Some hypotheses count things rather than rates; each says how it maps onto the rule
 (faithfulness: fewer heads is better, the margin is two heads; reach: the number of maze moves
-decodable above control, where 0 contradicts and 2 or more supports lookahead beyond a
-neighbour).
+decodable above control by the linear or the MLP probe, the larger, where 0 contradicts and 2 or
+more supports lookahead beyond a neighbour).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ RULE = ("A hypothesis is supported when its score beats its control with non-ove
         "the control; contradicted when the control does at least as well (score ≤ control); open otherwise "
         "(ahead but within the margin or the intervals, or a number missing). Faithfulness counts heads (fewer "
         f"is better; supported with at least {HEAD_MARGIN} fewer than a random order); reach counts maze moves "
-        "decodable above control (0 contradicts, 1 is open, 2 or more supports).")
+        "decodable above control by the linear or the MLP probe, the larger (0 contradicts, 1 is open, 2 or "
+        "more supports).")
 SUPPORTED, CONTRADICTED, OPEN = "supported", "contradicted", "open"
 
 
@@ -210,16 +211,24 @@ def _reach(reports: Path) -> list[Finding]:
     det = _read(reports, "reach/details.json")
     th = det.get("thresholds") if isinstance(det, dict) else None
     th = th if isinstance(th, dict) else {}
+    mlp = m.get("mlp_largest")  # the MLP probe's largest k over layers, per anchor (absent in older reports)
+    mlp = mlp if isinstance(mlp, dict) else {}
     out = []
     for anchor, layers in m.items():
+        if anchor == "mlp_largest":
+            continue
         ks = [v for v in (layers or {}).values() if _finite(v)] if isinstance(layers, dict) else []
         if not ks:
             continue
-        best = max(ks)
+        k_mlp = mlp.get(anchor) if _finite(mlp.get(anchor)) else None
+        # either probe's reach counts: both are gated on their lead over the controls
+        best = max(ks + ([k_mlp] if k_mlp is not None else []))
         v = CONTRADICTED if best == 0 else SUPPORTED if best >= 2 else OPEN
+        moves = lambda k: f"{k} move{'s' * (k != 1)}"  # noqa: E731
+        by_mlp = "" if k_mlp is None else f", MLP probe {moves(k_mlp)} (its gap over its own controls)"
         out.append(Finding(f"the model represents the maze several moves around the {anchor} (lookahead beyond a "
-                           "neighbour)", f"largest reach {best} move{'s' * (best != 1)} at any layer (decodable: "
-                           f"balanced accuracy ≥ {th.get('min_balanced_accuracy', '?')} and ≥ "
+                           "neighbour)", f"largest reach at any layer: linear probe {moves(max(ks))}{by_mlp} "
+                           f"(decodable: balanced accuracy ≥ {th.get('min_balanced_accuracy', '?')} and ≥ "
                            f"{th.get('min_selectivity', '?')} above the stronger control)", v, "reach/metrics.json"))
     return out
 

@@ -149,16 +149,32 @@ def _dla(ctx: Ctx) -> str:
 
 
 def _reach(ctx: Ctx) -> str:
-    m = ctx.read_json("reach/metrics.json")
-    anchors = list(m)
-    layers = list(dict.fromkeys(layer for a in anchors for layer in as_dict(m[a], a)))
-    th = _optional(ctx, "reach/details.json").get("thresholds") or {}
+    m = dict(as_dict(ctx.read_json("reach/metrics.json"), "reach metrics"))
+    mlp_max = as_dict(m.pop("mlp_largest", None) or {}, "mlp_largest")  # the MLP's headline: largest k over layers
+    anchors = list(dict.fromkeys(list(m) + list(mlp_max)))
+    layers = list(dict.fromkeys(layer for a in m for layer in as_dict(m[a], a)))
+    details = _optional(ctx, "reach/details.json")
+    th = as_dict(details.get("thresholds") or {}, "thresholds")
+    versions = as_dict(details.get("versions") or {}, "versions")
+
+    def mlp_k(anchor: str, layer: str):  # per layer from details.json (– when absent)
+        per = as_dict(as_dict(as_dict(versions.get(anchor) or {}, anchor).get("mlp") or {}, "mlp").get("layers")
+                      or {}, "layers")
+        return as_dict(per.get(layer) or {}, layer).get("reach")
+
     rule = (f" (largest k with balanced accuracy ≥ {num(th.get('min_balanced_accuracy'))} and ≥ "
-            f"{num(th.get('min_selectivity'))} above the stronger control)" if th else "")
-    return table(f"Reach per layer: maze moves around each anchor decodable above control{rule}; "
-                 "reports/reach/metrics.json", ["layer"] + [Num(a) for a in anchors],
-                 [[layer] + [Num(num(m[a].get(layer))) for a in anchors] for layer in layers]) + ctx.gallery(
-        [ctx.figure("reach/reach.png", "reach", "balanced accuracy per layer and k, trained beside both controls")])
+            f"{num(th.get('min_selectivity'))} above the stronger control; the MLP's lead is its gap over its "
+            "own random-init and permuted-label fits, never its raw score)" if th else "")
+    rows = [["linear", layer] + [Num(num(as_dict(m[a], a).get(layer) if a in m else None)) for a in anchors]
+            for layer in layers]
+    rows += [["MLP", layer] + [Num(num(mlp_k(a, layer))) for a in anchors] for layer in layers]
+    rows.append(["MLP", "largest over layers"] + [Num(num(mlp_max.get(a))) for a in anchors])
+    return table(f"Reach per layer: maze moves around each anchor decodable above control, by a linear probe "
+                 f"and by a small MLP{rule}; reports/reach/metrics.json, details.json", ["probe", "layer"]
+                 + [Num(a) for a in anchors], rows) + ctx.gallery(
+        [ctx.figure("reach/reach.png", "reach", "linear probe: balanced accuracy per layer and k, trained beside "
+                    "both controls"),
+         ctx.figure("reach/reach_mlp.png", "reach", "MLP probe: the same, beside its own controls")])
 
 
 def _clusters(ctx: Ctx) -> str:
