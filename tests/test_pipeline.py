@@ -107,7 +107,7 @@ def metrics_budget(params: dict) -> int:
     rate and interval, the baseline's rate), probes 4 per probe, dynamics 1 + 2 per probe, heads 1 +
     4 per hypothesis, geometry 13, logit_lens 10, dla 9, reach 2 per layer (embeddings + each
     block), clusters 3 (one label's score beside both controls), counterfactuals 4, patching 9 per
-    aligned kind, steering 6 per kind (each method's success beside random, the ceiling) + 2
+    aligned kind (6 activation patching, 3 path patching: the names are in details.json), steering 6 per kind (each method's success beside random, the ceiling) + 2
     label-free + 3 for the SAE, faithfulness 9."""
     return (len(params["datasets"]) + 4 + 4 * len(params["evaluate"]["suites"]) + 4 * 6
             + 1 + 2 * len(params["dynamics"]["probes"])
