@@ -109,7 +109,8 @@ def metrics_budget(params: dict) -> int:
     geometry 11, logit_lens 9, dla 9, reach 2 per layer (embeddings + each block: the linear
     probe's k for target and current) + 2 (the MLP probe's largest k), clusters 3 (one label's
     score beside both controls), parallel 3 (the alternatives' score beside the stronger control
-    and the true path ahead's), counterfactuals 4, patching 9 per aligned kind, steering 6 per kind
+    and the true path ahead's), counterfactuals 4, patching 9 per aligned kind (6
+    activation patching, 3 path patching: the names are in details.json), steering 6 per kind
     (each method's success beside random, the ceiling) + 2 label-free + 3 for the SAE,
     faithfulness 9. Probes: 4 per probe, less dist_to_target's void permuted selectivity (null)."""
     return (len(params["datasets"]) + 4 + 4 * len(params["evaluate"]["suites"]) + 4 * 6 - 1

@@ -139,9 +139,16 @@ FILES = {
     "dynamics/dynamics.png": _png(),
     "counterfactuals/metrics.json": {"target_move": 128, "wall_move": 64},
     "patching/metrics.json": {"wall_move": {"n_pairs": 105, "ld_clean": 3.6651, "ld_corrupt": -4.1019, "control_gap": 0.0067,
-                                            "edit_carries_until": "L2 in", "decision_from": "L3 in", "top_head": "L0H1",
-                                            "top_head_noise_damage": 0.6342, "top_head_denoise": 0.2941}},
-    "patching/resid.png": _png(), "patching/heads.png": _png(),
+                                            "top_head_noise_damage": 0.6342, "top_head_denoise": 0.2941,
+                                            "path_fraction": 0.4127, "random_path_fraction": 0.0312,
+                                            "random_path_above": 0.0417}},
+    "patching/details.json": {"kinds": {"wall_move": {"edit_carries_until": "L2 in", "decision_from": "L3 in",
+                                                      "top_head": "L0H1"}},
+                              "paths": [{"kind": "wall_move", "path": "L0H1 -> L2H1", "fraction": 0.4127,
+                                         "by_input": {"q": 0.0113, "k": 0.0521, "v": 0.3666},
+                                         "random": {"n": 24, "n_asked": 24, "mean": 0.0312, "sd": 0.0598,
+                                                    "above": 0.0417, "paths": [], "fractions": []}}]},
+    "patching/resid.png": _png(), "patching/heads.png": _png(), "patching/paths.png": _png(),
     "steering/metrics.json": {"edge_add": {"probe_success": 0.2109, "random_success": 0.1172, "sae_success": 0.1328},
                               "target_move": {"n_pairs": 128, "best_strength": 0.1, "probe_success": 0.0,
                                               "ceiling": 0.7578, "mean_diff_success": 0.6641, "mean_diff_broken": 0.2266,
@@ -297,6 +304,12 @@ def test_numbers_land_in_their_rows(reports):
     assert ('<tr><td>MLP</td><td>largest over layers</td><td class="num">1</td><td class="num">0</td></tr>'
             in rea)
     assert "gap over its own random-init and permuted-label fits" in rea and "reach_mlp.png" in rea
+    # patching: the layer and head names from details.json; path patching beside its random paths
+    act, path = [r for r in re.findall(r"<tr.*?</tr>", s["causal"].html, re.S) if r.startswith("<tr><td>wall_move</td>") and "L0H1" in r]
+    assert "<td>L2 in</td><td>L3 in</td><td>L0H1 (0.634)</td>" in act
+    assert ('<td>L0H1 -&gt; L2H1</td><td class="num">0.413</td><td class="num">0.011 / 0.052 / 0.367</td>'
+            '<td class="num">0.031 ± 0.060 (n=24)</td><td class="num">0.042</td>') in path
+    assert "assets/patching_paths.png" in s["causal"].html
 
 
 def test_quoted_size_csv_reads_the_same(tmp_path):
@@ -315,7 +328,7 @@ def test_text_from_json_is_escaped(tmp_path):
     summary = copy.deepcopy(FILES["eval/summary.json"])
     summary["test"]["generator"] = evil
     files = {**FILES, "eval/summary.json": summary,
-             "patching/metrics.json": {"wall_move": {**FILES["patching/metrics.json"]["wall_move"], "top_head": evil}}}
+             "patching/details.json": {**FILES["patching/details.json"], "kinds": {"wall_move": {"top_head": evil}}}}
     sections, _ = build_sections(write_tree(tmp_path / "reports", files))
     html = "\n".join(s.html for s in sections)
     assert "<script" not in html

@@ -7,6 +7,7 @@ report.suites are evaluated, ...) live in :class:`Params`. Loading and the one-l
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -250,10 +251,34 @@ class CounterfactualsSpec(_Strict):
     seed: int = Field(default=0, ge=0)  # order the mazes are tried in, choice among valid edits
 
 
+class PathSpec(_Strict):
+    """One path for path patching: a sender ("edit" = the edited token positions, or a head LxHy)
+    read by its receiver heads alone (mazesearch.interp.path_patching)."""
+
+    kind: Literal["target_move", "wall_move"]
+    sender: str = Field(pattern=r"^(edit|L\d+H\d+)$")
+    receivers: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _heads(self) -> "PathSpec":
+        bad = [r for r in self.receivers if not re.fullmatch(r"L\d+H\d+", r)]
+        if bad:
+            raise ValueError(f"receivers must be heads LxHy, got {bad}")
+        return self
+
+
+def _default_paths() -> list[PathSpec]:
+    return [PathSpec(kind="wall_move", sender="L0H1", receivers=["L2H1"]),
+            PathSpec(kind="target_move", sender="edit", receivers=["L3H0", "L3H2"])]
+
+
 class PatchingSpec(ControlledRunSpec):
-    """Stage patching: activation patching on the aligned counterfactual pairs (docs/interp.md)."""
+    """Stage patching: activation and path patching on the aligned counterfactual pairs (docs/interp.md)."""
 
     n_pairs: int = Field(default=128, gt=0)  # first n pairs of each aligned kind the model gets right
+    paths: list[PathSpec] = Field(default_factory=_default_paths)  # the first of a kind is its headline
+    path_random: int = Field(default=24, ge=0)  # random paths of the same shape per path (the control)
+    path_seed: int = Field(default=0, ge=0)  # seeds the random paths
 
 
 class SteeringSpec(DeviceSpec):

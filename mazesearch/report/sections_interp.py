@@ -280,20 +280,37 @@ def _counterfactuals(ctx: Ctx) -> str:
 
 def _patching(ctx: Ctx) -> str:
     m = ctx.read_json("patching/metrics.json")
+    det = _optional(ctx, "patching/details.json")
+    kinds = as_dict(det.get("kinds") or {}, "kinds")  # the layer and head names live in details.json
     rows = []
     for kind, d in m.items():
-        d = as_dict(d, kind)
+        d = {**as_dict(d, kind), **as_dict(kinds.get(kind) or {}, kind)}
         rows.append([kind, Num(num(d.get("n_pairs"))), Num(f"{num(d.get('ld_clean'))} / {num(d.get('ld_corrupt'))}"),
                      Num(num(d.get("control_gap"))), d.get("edit_carries_until") or "–", d.get("decision_from") or "–",
                      f"{d.get('top_head')} ({rate(d.get('top_head_noise_damage'))})"])
-    return table("Activation patching on pairs the model gets right both ways (reports/patching/metrics.json)",
+    paths = []
+    for p in det.get("paths") or []:
+        p = as_dict(p, "paths")
+        by, rnd = as_dict(p.get("by_input") or {}, "by_input"), as_dict(p.get("random") or {}, "random")
+        paths.append([p.get("kind"), p.get("path"), Num(rate(p.get("fraction"))),
+                      Num(" / ".join(rate(by.get(c)) for c in ("q", "k", "v"))),
+                      Num(f"{rate(rnd.get('mean'))} ± {rate(rnd.get('sd'))} (n={rnd.get('n')})"), Num(rate(rnd.get("above")))])
+    path_table = table("Path patching: the sender clean only as read by the receivers' q, k and v "
+                       "(reports/patching/details.json)",
+                       ["kind", "path", Num("restored"), Num("via q / k / v alone"), Num("random paths: mean ± sd"),
+                        Num("random paths restoring as much")], paths) + caption(
+        "Restored fraction of the clean–corrupt logit difference (1 = clean). Sender 'edit': the residual "
+        "stream at the edited tokens entering the receivers' block. The control: random paths of the same shape "
+        "(patching.path_random, patching.path_seed).") if paths else ""
+    return table("Activation patching on pairs the model gets right both ways (reports/patching/metrics.json, details.json)",
                  ["kind", Num("pairs"), Num("logit diff clean / corrupt"), Num("random-init gap"),
                   "edited tokens carry it until", "decision position from", "most necessary head (noising damage)"],
                  rows) + caption(
         "Restoring ≥ 0.5 of the normalised logit difference counts as carrying the decision; the random-init "
-        "control's logit-difference gap shows what an untrained model separates.") + ctx.gallery([
+        "control's logit-difference gap shows what an untrained model separates.") + path_table + ctx.gallery([
         ctx.figure("patching/resid.png", "patching", "residual-stream patching per layer and position group"),
-        ctx.figure("patching/heads.png", "patching", "per-head patching")])
+        ctx.figure("patching/heads.png", "patching", "per-head patching"),
+        ctx.figure("patching/paths.png", "patching", "path patching beside random paths")])
 
 
 def _steering(ctx: Ctx) -> str:
