@@ -14,15 +14,3 @@ def model_run_parser(doc: str | None, out_dir: str) -> argparse.ArgumentParser:
     ap.add_argument("--vocab", default="data/vocab.json")
     ap.add_argument("--out-dir", default=out_dir)
     return ap
-
-
-def stage_device(spec, section: str):
-    """``<section>.num_threads`` applied and ``<section>.device`` resolved (StageError naming the key)."""
-    from mazesearch.io import StageError
-    from mazesearch.model.device import resolve_device, set_threads
-
-    set_threads(spec.num_threads)
-    try:
-        return resolve_device(spec.device, f"{section}.device")
-    except ValueError as exc:
-        raise StageError(str(exc)) from None

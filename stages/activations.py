@@ -10,15 +10,12 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
+from mazesearch.data.maze import read_grid_n
+from mazesearch.data.tokens import Vocab
 from mazesearch.interp.activations import extract_activations
-from mazesearch.model.gpt import GPT, load_gpt
-from mazesearch.data.maze import read_grid_n, read_maze_ids
-from mazesearch.io import InputError, StageError, atomic_dir, stage_main
-from mazesearch.model.device import resolve_device, set_threads
+from mazesearch.model.run_loader import control_model, first_rows, load_trained
+from mazesearch.io import StageError, atomic_dir, stage_main
 from mazesearch.params import load_params_or_exit, require_section
-from mazesearch.data.tokens import Vocab, read_tokens
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,20 +31,13 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params_or_exit(args.params)
     spec = require_section(params, "activations", "activations")
     vocab = Vocab.from_json(args.vocab)
-    tokens = read_tokens(Path(args.tokens_dir) / f"{spec.dataset}.parquet", vocab=vocab)
-    mazes_path = Path(args.mazes_dir) / f"{spec.dataset}.parquet"
-    maze_ids, grid_n = read_maze_ids(mazes_path), read_grid_n(mazes_path)
     n = spec.n_mazes
-    if n > len(tokens):
-        raise StageError(f"activations.n_mazes={n} exceeds the {len(tokens)} mazes of datasets.{spec.dataset}")
-    if len(maze_ids) < n or not np.array_equal(maze_ids[:n], tokens.maze_id[:n]):
-        raise InputError(mazes_path, f"its mazes disagree with the tokens of dataset {spec.dataset}",
-                         f"re-run `dvc repro tokenize@{spec.dataset}`")
-    set_threads(spec.num_threads)
-    device = resolve_device(spec.device, "activations.device")
+    tokens, _ = first_rows("activations", spec.dataset, n, tokens_dir=args.tokens_dir, mazes_dir=args.mazes_dir,
+                           vocab=vocab, ids_only=True)
+    grid_n = read_grid_n(Path(args.mazes_dir) / f"{spec.dataset}.parquet")
+    trained, device = load_trained("activations", spec, model_dir=args.model_dir, vocab=vocab, vocab_path=args.vocab)
     print(f"activations: device {device}, {spec.num_threads} threads")
-    trained = load_gpt(args.model_dir, device=device, vocab=vocab, vocab_path=args.vocab)
-    control = GPT(trained.cfg, seed=spec.control_seed).to(device)
+    control = control_model(trained, spec.control_seed)
 
     with atomic_dir(args.out_dir) as out:  # both stores, or neither
         for role, model in (("trained", trained), ("random", control)):

@@ -48,13 +48,14 @@ def main(argv: list[str] | None = None) -> None:
     from mazesearch.interp.activations import extract_activations
     from mazesearch.interp.dynamics import curve_csv, rises, snapshot_row, summarize
     from mazesearch.model.device import set_threads
-    from mazesearch.model.gpt import GPT, load_gpt
+    from mazesearch.model.run_loader import control_model
+    from mazesearch.model.gpt import load_gpt
     from mazesearch.viz.charts import render_interval_lines
 
     set_threads(acts.num_threads)
     steps, rows = [], []
     models = [load_gpt(snap, vocab=vocab, vocab_path=args.vocab).eval() for snap in snaps]
-    control = GPT(models[0].cfg, seed=acts.control_seed).eval()
+    control = control_model(models[0], acts.control_seed)
     with tempfile.TemporaryDirectory() as tmp:  # the control's activations: the same for every snapshot
         control_store = extract_activations(control, tokens, vocab, mazes.grid_n, Path(tmp) / "random",
                                             n_mazes=spec.n_mazes, batch_size=acts.batch_size)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from mazesearch.io import read_json, stage_main
 from mazesearch.params import load_params_or_exit, require_section
-from stages._run_args import model_run_parser, stage_device
+from mazesearch.model.run_loader import stage_device
+from stages._run_args import model_run_parser
 
 
 def main(argv: list[str] | None = None) -> None:

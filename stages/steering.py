@@ -31,7 +31,8 @@ import numpy as np
 
 from mazesearch.io import InputError, atomic_dir, stage_main, write_json_atomic, write_text_atomic
 from mazesearch.params import load_params_or_exit, require_section
-from stages._run_args import model_run_parser, stage_device
+from mazesearch.model.run_loader import stage_device
+from stages._run_args import model_run_parser
 
 KINDS = ("edge_add", "edge_remove", "wall_move", "target_move")
 METHODS = ("probe", "permuted", "random", "sae")

@@ -331,6 +331,14 @@ CASES = {
     "reach-truncated-control-index": Case(
         "reach", "reach --params {w}/params.yaml --mazes-dir {w}/mazes --activations-dir {w}/acts --out-dir {w}/out/reach",
         "acts/random/index.parquet", truncate, "not readable Parquet", ["out/reach"]),
+    "clusters-truncated-layer-file": Case(
+        "clusters", "clusters --params {w}/params.yaml --mazes-dir {w}/mazes --activations-dir {w}/acts "
+        "--out-dir {w}/out/clusters", "acts/trained/blocks.0.hook_resid_post.npy", truncate, "truncated",
+        ["out/clusters"]),
+    "parallel-truncated-layer-file": Case(
+        "parallel", "parallel --params {w}/params.yaml --mazes-dir {w}/mazes --activations-dir {w}/acts "
+        "--out-dir {w}/out/parallel", "acts/random/blocks.0.hook_resid_post.npy", truncate, "truncated",
+        ["out/parallel"]),
 }
 
 

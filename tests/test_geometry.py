@@ -22,7 +22,7 @@ from helpers import VOCAB, one_torch_thread, rel_err
 from interp_fixtures import build_tiny_run, stage_args, tree_bytes
 from mazesearch.data.tokens import Vocab
 from mazesearch.interp.geometry import (
-    cell_embeddings, cell_token_ids, head_circuits, lattice_distance, neighbour_chance, neighbour_scores, pca_2d,
+    cell_token_ids, head_circuits, lattice_distance, neighbour_chance, neighbour_scores, pca_2d,
     spearman_lattice,
 )
 from mazesearch.model.gpt import GPT, ModelConfig
@@ -186,19 +186,28 @@ def test_stage_writes_deterministic_reports(run_dir, tmp_path):
         main(stage_args(run_dir, tmp_path / "c"))  # no heads scores: no top-head numbers
     a = tree_bytes(tmp_path / "a")
     assert a == tree_bytes(tmp_path / "b")
-    assert set(a) == {"metrics.json", "details.json", "embedding_pca.png", "residual_pca.png"}
+    assert set(a) == {"metrics.json", "details.json", "embedding_pca.png", "residual_pca.png", "svd.png"}
     metrics, details = json.loads(a["metrics.json"]), json.loads(a["details.json"])
     assert details["n_cells"] == 9 and details["circuits"]["top_heads"] == [{"layer": 1, "head": 0},
                                                                             {"layer": 0, "head": 1}]
     heads = {(h["layer"], h["head"]): h for h in details["circuits"]["heads"]}
     want = np.mean([heads[1, 0]["trained"]["qk"]["neighbour_top1"], heads[0, 1]["trained"]["qk"]["neighbour_top1"]])
     assert metrics["qk"]["top_heads"] == pytest.approx(want, abs=1e-6)
-    assert metrics["qk"]["chance"] == pytest.approx(1 / 3, abs=1e-6)
     summary = details["circuits"]["summary"]["qk"]
+    assert summary["chance"] == pytest.approx(1 / 3, abs=1e-6)
     assert summary["best"] == max(h["trained"]["qk"]["neighbour_top1"] for h in heads.values())
-    assert set(metrics["qk"]) == {"chance", "top_heads", "top_heads_control"}  # best heads: details only
+    assert set(metrics["qk"]) == {"top_heads", "top_heads_control"}  # chance, best heads: details only
+    # SVD of the weights: the headline is the top heads' OV and QK alignment, per role
+    assert set(metrics) == {"spearman", "ov_embed", "ov_unembed", "qk", "svd"}
+    svd = {m["name"]: m for m in details["svd"]["matrices"]}
+    assert len(svd) == 2 * (2 * 2 + 2) and details["svd"]["top_k"] == 3  # 2 layers: 2 heads x (OV, QK), MLP in, out
+    for role in ("trained", "random_init", "spectrum_matched"):
+        want = np.mean([svd[f"{h}.{c}"][role]["score"] for h in ("L1H0", "L0H1") for c in ("ov", "qk")])
+        assert metrics["svd"][role] == pytest.approx(want, abs=2e-6)
+        assert 0 <= metrics["svd"][role] <= 1
     bare = json.loads((tmp_path / "c" / "metrics.json").read_text())
     assert bare["qk"]["top_heads"] is None and bare["spearman"] == metrics["spearman"]
+    assert bare["svd"] == {"trained": None, "random_init": None, "spectrum_matched": None}
 
 
 def test_bad_heads_scores_is_one_error_line_and_writes_nothing(run_dir, tmp_path):

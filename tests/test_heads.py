@@ -214,14 +214,20 @@ def test_stage_writes_deterministic_reports(run_dir, tmp_path):
         main(stage_args(run_dir, tmp_path / "b"))
     a = tree_bytes(tmp_path / "a")
     assert a == tree_bytes(tmp_path / "b")
-    assert set(a) == {"metrics.json", "scores.csv", "top_heads.md", *(f"{h}.png" for h in HYPOTHESES)}
+    assert set(a) == {"metrics.json", "scores.csv", "top_heads.md", *(f"{h}.png" for h in HYPOTHESES),
+                      "bottleneck.csv", "bottleneck.json", "bottleneck.png"}
     table = pd.read_csv(tmp_path / "a" / "scores.csv")
     assert len(table) == len(HYPOTHESES) * 2 * 2 and table["score"].notna().all()
     assert np.allclose(table["ratio"], table["score"] / table["chance"], rtol=1e-4)
     import json
 
     metrics = json.loads(a["metrics.json"])
-    assert metrics["n_mazes"] == 24 and set(metrics) == {"n_mazes", *HYPOTHESES}
+    assert metrics["n_mazes"] == 24 and set(metrics) == {"n_mazes", *HYPOTHESES, "bottleneck"}
+    assert set(metrics["bottleneck"]) == {"ratio", "control_ratio"}  # two numbers: the metrics budget
+    neck = pd.read_csv(tmp_path / "a" / "bottleneck.csv")
+    assert len(neck) == 2 * 2 * 2 and neck["ratio"].notna().all() and (neck["n_pairs"] > 0).all()
+    assert metrics["bottleneck"]["ratio"] == neck[neck["model"] == "trained"]["ratio"].max()
+    assert metrics["bottleneck"]["control_ratio"] == neck[neck["model"] == "random"]["ratio"].max()
     top = table.loc[table[table["hypothesis"] == "target"]["score"].idxmax()]
     assert (metrics["target"]["layer"], metrics["target"]["head"]) == (top["layer"], top["head"])
 

@@ -324,7 +324,7 @@ def test_stages_write_deterministic_reports(run_dir, run, tmp_path, saved_figure
 
     lm = json.loads((tmp_path / "stages.logit_lens" / "a" / "metrics.json").read_text())
     assert list(lm) == ["acc_forks", "control_acc_forks", "chance_forks", "acc_corridors", "decision_layer_forks",
-                        "decision_layer_corridors", "dead_end_mass_embed", "dead_end_mass_final",
+                        "decision_layer_corridors", "dead_end_mass_final",
                         "dead_end_share_final", "control_dead_end_share_final"]
     mazes, tokens, mv, _ = run  # the final-layer fork accuracy is the evaluation's teacher-forced fork rate
     model = load_gpt(run_dir / "models").eval()

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mazesearch.params import (
-    ActivationsSpec, CounterfactualsSpec, DlaSpec, FaithfulnessSpec, ReportSpec, PatchingSpec, SteeringSpec, ReachSpec, DynamicsSpec, EvaluateSpec, GeometrySpec, HeadsSpec, LogitLensSpec, ModelSpec, ParamsError, ProbesSpec, TokenizerSpec, TrainSpec,
+    ActivationsSpec, CounterfactualsSpec, DlaSpec, FaithfulnessSpec, ReportSpec, PatchingSpec, SteeringSpec, ReachSpec, ClustersSpec, ParallelSpec, DynamicsSpec, EvaluateSpec, GeometrySpec, HeadsSpec, LogitLensSpec, ModelSpec, ParamsError, ProbesSpec, TokenizerSpec, TrainSpec,
     fill_defaults, load_params, missing_keys, parse_params, schema_defaults,
 )
 from mazesearch.params.__main__ import _main
@@ -268,6 +268,8 @@ def _reads(raw):
              "logit_lens": _fields(LogitLensSpec, "logit_lens"), "dla": _fields(DlaSpec, "dla"),
              "reach": _fields(ReachSpec, "reach") + ["activations.dataset"]
              + [f"probes.{k}" for k in ("test_frac", "val_frac", "C", "max_iter", "seed")],
+             "clusters": _fields(ClustersSpec, "clusters") + ["activations.dataset"],
+             "parallel": _fields(ParallelSpec, "parallel") + ["activations.dataset"],
              "counterfactuals": _fields(CounterfactualsSpec, "counterfactuals") + ["tokenizer.coord"]
              + under(f"datasets.{raw['counterfactuals']['dataset']}."),
              "patching": _fields(PatchingSpec, "patching"),

@@ -105,18 +105,25 @@ def count_metrics(shown: dict) -> int:
 def metrics_budget(params: dict) -> int:
     """A screenful: data 1 per dataset (duplicates), train 4, evaluation 4 per suite (the model's
     rate and interval, the baseline's rate), probes 4 per probe, dynamics 1 + 2 per probe, heads 1 +
-    5 per hypothesis, geometry 13, logit_lens 10, dla 9, reach 2 per layer (embeddings + each
-    block), counterfactuals 4, patching 9 per aligned kind, steering 6 per kind (each method's
-    success beside random, the ceiling) + 2 label-free + 3 for the SAE, faithfulness 9."""
-    return (len(params["datasets"]) + 4 + 4 * len(params["evaluate"]["suites"]) + 4 * 6
+    4 per hypothesis + 2 (bottleneck attention: the best head's ratio beside the random-init one),
+    geometry 11, logit_lens 9, dla 9, reach 2 per layer (embeddings + each block: the linear
+    probe's k for target and current) + 2 (the MLP probe's largest k), clusters 3 (one label's
+    score beside both controls), parallel 3 (the alternatives' score beside the stronger control
+    and the true path ahead's), counterfactuals 4, patching 9 per aligned kind (6
+    activation patching, 3 path patching: the names are in details.json), steering 6 per kind
+    (each method's success beside random, the ceiling) + 2 label-free + 3 for the SAE,
+    faithfulness 9. Probes: 4 per probe, less dist_to_target's void permuted selectivity (null)."""
+    return (len(params["datasets"]) + 4 + 4 * len(params["evaluate"]["suites"]) + 4 * 6 - 1
             + 1 + 2 * len(params["dynamics"]["probes"])
-            + 1 + 5 * 7 + 13 + 10 + 9  # heads; geometry; logit_lens; dla
-            + 2 * (params["model"]["n_layers"] + 1)  # reach: target and current per layer
+            + 1 + 4 * 7 + 2 + 11 + 9 + 9  # heads (+ bottleneck); geometry; logit_lens; dla
+            + 2 * (params["model"]["n_layers"] + 1) + 2  # reach: target and current per layer; the MLP's largest
+            + 3  # clusters: the headline label's trained, random-init and permuted scores
+            + 3  # parallel: the alternatives' trained and stronger-control scores, the true path ahead's
             + 4 + 9 * 2 + 6 * 4 + 2 + 3 + 9)  # counterfactuals; patching; steering; faithfulness
 
 
 def test_the_default_run_shows_at_most_250_metrics():
-    """issue 28: `dvc metrics show` on the default params.yaml stays a screenful (≤ 250 numbers)."""
+    """issues 28, 29: `dvc metrics show` on the default params.yaml stays a screenful (≤ 250 numbers)."""
     assert metrics_budget(yaml.safe_load((ROOT / "params.yaml").read_text())) <= 250
 
 
@@ -179,6 +186,8 @@ def test_plots_are_drawn_once_each_with_fields_their_data_has(repo):
                 "exact path vs maze size (95% intervals)", "probe score and exact path vs training step",
                 "logit lens, next-cell accuracy per layer (forks, corridors, control, chance)",
                 "reach per layer (largest k decodable above control)",
+                "clustering per layer, kNN purity minus chance (trained, random-init, permuted labels)",
+                "parallel paths per layer, per-cell probes at k moves (alternatives, true path ahead, discarded; both controls)",
                 "faithfulness, exact path keeping the top-k heads (patching, random and single-ablation orders)",
                 "steering success vs strength (probe, permuted-label probe, random, SAE)",
                 "retargeting success vs strength (mean-difference, label-free, permuted, random; the ceiling)",

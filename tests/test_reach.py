@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["embed", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]
 PLANTED = [0, 1, 2, 3]  # layer j encodes k = 1 .. PLANTED[j]
 # strict enough that k+1, partly guessable from the k-ball's shape, does not pass (docs/interp.md)
-SPEC = ReachSpec(max_k=5, min_balanced_accuracy=0.975, min_selectivity=0.1)
+CHEAP_MLP = dict(mlp_hidden=8, mlp_max_iter=20, mlp_max_rows=600)  # the MLP has its own tests (test_reach_mlp.py)
+SPEC = ReachSpec(max_k=5, min_balanced_accuracy=0.975, min_selectivity=0.1, **CHEAP_MLP)
 
 
 def nx_distances(batch, index: pd.DataFrame) -> np.ndarray:
@@ -120,7 +121,7 @@ def test_stage_writes_reports_deterministically(batch, tmp_path, monkeypatch, sa
     stores = {"trained": trained, "random": random_init}
     monkeypatch.setattr(stage, "open_store", lambda path: stores[Path(path).name])
     raw = yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text())
-    raw["reach"].update(max_k=4, min_balanced_accuracy=0.975, min_selectivity=0.1)
+    raw["reach"].update(max_k=4, min_balanced_accuracy=0.975, min_selectivity=0.1, **CHEAP_MLP)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     write_mazes(batch, tmp_path / "mazes" / f"{raw['activations']['dataset']}.parquet")
     outs = []
@@ -128,14 +129,21 @@ def test_stage_writes_reports_deterministically(batch, tmp_path, monkeypatch, sa
         stage.main(["--params", str(tmp_path / "params.yaml"), "--mazes-dir", str(tmp_path / "mazes"),
                     "--activations-dir", str(tmp_path / "acts"), "--out-dir", str(tmp_path / run)])
         outs.append({p.name: p.read_bytes() for p in sorted((tmp_path / run).iterdir())})
-    assert sorted(outs[0]) == ["details.json", "metrics.json", "reach.csv", "reach.png"]
+    assert sorted(outs[0]) == ["details.json", "metrics.json", "reach.csv", "reach.png", "reach_mlp.png"]
     assert outs[0] == outs[1]  # byte-identical reruns
     metrics = json.loads(outs[0]["metrics.json"])
+    mlp = metrics.pop("mlp_largest")
     assert metrics == {v: dict(zip(LAYERS, PLANTED)) for v in ("target", "current")}
+    details = json.loads(outs[0]["details.json"])
+    for v in ("target", "current"):  # the headline's MLP number is the largest of its per-layer reaches
+        assert mlp[v] == max(details["versions"][v]["mlp"]["layers"][l]["reach"] for l in LAYERS)
     table = pd.read_csv(tmp_path / "a" / "reach.csv")
-    assert table.columns.tolist() == ["layer_idx", "layer", "reach_target", "reach_current"]
+    assert table.columns.tolist() == ["layer_idx", "layer", "reach_target", "reach_current", "reach_target_mlp",
+                                      "reach_current_mlp"]
     assert table["reach_target"].tolist() == PLANTED and table["layer"].tolist() == LAYERS
-    assert outs[0]["reach.png"][:8] == b"\x89PNG\r\n\x1a\n"
-    fig = saved_figures[0]
-    titles = [ax.get_title() for ax in fig.axes if ax.get_label() != "<colorbar>"]
-    assert len(titles) == 6 and sum("control" in t for t in titles) == 4  # trained beside both controls
+    assert table["reach_target_mlp"].max() == mlp["target"]
+    assert outs[0]["reach.png"][:8] == outs[0]["reach_mlp.png"][:8] == b"\x89PNG\r\n\x1a\n"
+    for fig, probe in zip(saved_figures[:2], ("linear probe", "MLP probe")):
+        titles = [ax.get_title() for ax in fig.axes if ax.get_label() != "<colorbar>"]
+        assert len(titles) == 6 and sum("control" in t for t in titles) == 4  # trained beside both controls
+        assert all(t.startswith(probe) for t in titles)

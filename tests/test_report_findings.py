@@ -84,6 +84,23 @@ def test_verdicts_move_with_the_numbers(tmp_path):
     assert "eval/size_plot.csv" not in found
 
 
+@pytest.mark.parametrize("linear, mlp, want", [
+    (0, 0, CONTRADICTED), (0, 1, OPEN), (0, 2, SUPPORTED), (2, 0, SUPPORTED), (1, None, OPEN), (0, None, CONTRADICTED)])
+def test_reach_finding_counts_the_mlp_probe(tmp_path, linear, mlp, want):
+    """The reach finding takes the larger of the linear probe's per-layer k and the MLP probe's
+    headline (``mlp_largest``: already its gap over its controls); older reports lack the MLP."""
+    files = json.loads(json.dumps({k: v for k, v in FILES.items() if isinstance(v, dict)}))
+    files["reach/metrics.json"] = {"target": {"embed": 0, "blocks.0.hook_resid_post": linear}}
+    if mlp is not None:
+        files["reach/metrics.json"]["mlp_largest"] = {"target": mlp}
+    reports = write_tree(tmp_path / "reports", files)
+    (found,) = [f for f in collect(reports, None) if f.source == "reach/metrics.json"]
+    assert found.verdict == want
+    assert ("MLP probe" in found.evidence) == (mlp is not None) and f"linear probe {linear} move" in found.evidence
+    if mlp is not None:
+        assert f"MLP probe {mlp} move" in found.evidence
+
+
 def test_findings_come_first_on_the_page_with_their_rule(tmp_path):
     reports = write_tree(tmp_path / "reports")
     sections, _ = build_sections(reports, {"train": ("wilson", 7)})

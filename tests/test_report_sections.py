@@ -76,21 +76,29 @@ FILES = {
         "permuted_label_agreement": 0.61, "void_controls": {}, "best_layer": "blocks.0.hook_resid_post",
         "layers": {"embed": _probe_layer(0.5, 0.5, 0.5), "blocks.0.hook_resid_post": _probe_layer(0.62567, 0.779781, 0.490389)}}},
     "probes/walls_f1.png": _png(), "probes/on_solution_f1.png": _png(), "probes/future_path_f1.png": _png(),
-    "heads/metrics.json": {"n_mazes": 256, "target": {"layer": 3, "head": 2, "score": 0.724179, "chance": 0.013784,
-                                                      "control_best": 0.01765}},
+    "heads/metrics.json": {"n_mazes": 256, "target": {"layer": 3, "head": 2, "score": 0.724179, "control_best": 0.01765},
+                           "bottleneck": {"ratio": 1.191179, "control_ratio": 1.102511}},
+    "heads/bottleneck.json": {"n_pairs": 411, "n_queries": 1170,
+                              "trained": {"layer": 2, "head": 2, "ratio": 1.191179, "ci_low": 1.0285, "ci_high": 1.376326},
+                              "random": {"layer": 1, "head": 1, "ratio": 1.102511, "ci_low": 1.025807,
+                                         "ci_high": 1.182899}},
+    "heads/bottleneck.png": _png(),
     "heads/scores.csv": ("hypothesis,layer,head,score,ci_low,ci_high,chance,ratio,control_score,control_ratio,n_queries\n"
                          "target,3,1,0.1,0.09,0.11,0.013784,7.25,0.01765,1.28,1000\n"
                          "target,3,2,0.724179,0.704,0.743,0.013784,52.54,0.013641,0.99,1000\n"),
     "heads/target.png": _png(),
-    "geometry/metrics.json": {"spearman": {"trained": 0.387855, "control": -0.004299, "p_value": 0.000999,
-                                           "control_p_value": 0.521479},
-                              "qk": {"chance": 0.071429, "top_heads": 0.397959, "top_heads_control": 0.061224},
-                              "ov_embed": {"chance": 0.071429, "top_heads": 0.18, "top_heads_control": 0.04},
-                              "ov_unembed": {"chance": 0.071429, "top_heads": 0.25, "top_heads_control": 0.06}},
-    "geometry/details.json": {"n_cells": 49, "circuits": {"summary": {
-        "qk": {"best": 0.693878, "best_control": 0.122449}, "ov_embed": {"best": 0.24, "best_control": 0.18},
-        "ov_unembed": {"best": 0.45, "best_control": 0.14}}}},
-    "geometry/embedding_pca.png": _png(), "geometry/residual_pca.png": _png(),
+    "geometry/metrics.json": {"spearman": {"trained": 0.387855, "control": -0.004299},
+                              "qk": {"top_heads": 0.397959, "top_heads_control": 0.061224},
+                              "ov_embed": {"top_heads": 0.18, "top_heads_control": 0.04},
+                              "ov_unembed": {"top_heads": 0.25, "top_heads_control": 0.06},
+                              "svd": {"trained": 0.820494, "random_init": 0.251835, "spectrum_matched": 0.546617}},
+    "geometry/details.json": {"n_cells": 49, "embedding": {"euclidean": {"trained": {"p_value": 0.000999},
+                                                                         "random": {"p_value": 0.521479}}},
+                              "circuits": {"summary": {
+        "qk": {"chance": 0.071429, "best": 0.693878, "best_control": 0.122449},
+        "ov_embed": {"chance": 0.071429, "best": 0.24, "best_control": 0.18},
+        "ov_unembed": {"chance": 0.071429, "best": 0.45, "best_control": 0.14}}}, "svd": {"top_k": 3}},
+    "geometry/embedding_pca.png": _png(), "geometry/residual_pca.png": _png(), "geometry/svd.png": _png(),
     "logit_lens/metrics.json": {"acc_forks": 0.876426, "control_acc_forks": 0.0209125, "chance_forks": 0.468631,
                                 "acc_corridors": 0.985375, "decision_layer_forks": 3.61217,
                                 "decision_layer_corridors": 3.35466, "dead_end_share_final": 0.177555,
@@ -102,17 +110,45 @@ FILES = {
                          "top1_mean": 2.03746, "top1_frac_of_total": 0.701507},
     "dla/top_components.png": _png(),
     "reach/metrics.json": {"target": {"embed": 0, "blocks.0.hook_resid_post": 1}, "current": {"embed": 0,
-                                                                                             "blocks.0.hook_resid_post": 2}},
+                                                                                             "blocks.0.hook_resid_post": 2},
+                           "mlp_largest": {"target": 1, "current": 0}},
+    "reach/details.json": {"thresholds": {"min_balanced_accuracy": 0.8, "min_selectivity": 0.1}, "versions": {
+        "target": {"mlp": {"layers": {"embed": {"reach": 0}, "blocks.0.hook_resid_post": {"reach": 1}}}},
+        "current": {"mlp": {"layers": {"embed": {"reach": 0}, "blocks.0.hook_resid_post": {"reach": 0}}}}}},
     "reach/reach.png": _png(),
+    "reach/reach_mlp.png": _png(),
+    "clusters/metrics.json": {"dist_to_target": {"trained": 0.287624, "random_init": 0.022459, "permuted": 0.003506}},
+    "clusters/details.json": {"method": {"k": 10}, "headline": "dist_to_target", "labels": {
+        "dist_to_target": {"chance": 0.144508, "best_layer": "blocks.2.hook_resid_post"},
+        "fork": {"chance": 0.5125, "best_layer": "blocks.3.hook_resid_post", "layers": {"blocks.3.hook_resid_post": {
+            "trained": 0.182773, "random_init": 0.095908, "permuted": 0.000369}}}}},
+    "clusters/maps.png": _png(),
+    "parallel/metrics.json": {"alternatives": {"trained": 0.638022, "stronger_control": 0.527543, "ahead": 0.765834}},
+    "parallel/details.json": {"method": {"k": 2}, "best_layer": "blocks.3.hook_resid_post", "versions": {
+        "alternatives": {"shape": {"peak_layer": "blocks.3.hook_resid_post", "peak_gap": 0.110479,
+                                   "drop_after_peak": 0.0, "explore_then_discard": False},
+                         "layers": {"blocks.3.hook_resid_post": {"2": {"random_init": 0.527543, "permuted": 0.499954}}}},
+        "discarded": {"shape": {"peak_layer": "blocks.1.hook_resid_post", "peak_gap": 0.089771,
+                                "drop_after_peak": 0.029498, "explore_then_discard": True},
+                      "layers": {"blocks.3.hook_resid_post": {"2": {"trained": 0.573795, "random_init": 0.513522,
+                                                                    "permuted": 0.5, "stronger_control": 0.513522}}}}}},
+    "parallel/parallel.png": _png(),
     "dynamics/metrics.json": {"jump_step_exact_path": 2250.0, "jump_step_walls": None, "lead_steps_walls": None,
                               "jump_step_target": 500.0, "lead_steps_target": 1750.0},
     "dynamics/curve.csv": "step,exact_path,walls,target\n0,0,0.691227,0.139039\n1000,0.246667,0.54499,0.71003\n",
     "dynamics/dynamics.png": _png(),
     "counterfactuals/metrics.json": {"target_move": 128, "wall_move": 64},
     "patching/metrics.json": {"wall_move": {"n_pairs": 105, "ld_clean": 3.6651, "ld_corrupt": -4.1019, "control_gap": 0.0067,
-                                            "edit_carries_until": "L2 in", "decision_from": "L3 in", "top_head": "L0H1",
-                                            "top_head_noise_damage": 0.6342, "top_head_denoise": 0.2941}},
-    "patching/resid.png": _png(), "patching/heads.png": _png(),
+                                            "top_head_noise_damage": 0.6342, "top_head_denoise": 0.2941,
+                                            "path_fraction": 0.4127, "random_path_fraction": 0.0312,
+                                            "random_path_above": 0.0417}},
+    "patching/details.json": {"kinds": {"wall_move": {"edit_carries_until": "L2 in", "decision_from": "L3 in",
+                                                      "top_head": "L0H1"}},
+                              "paths": [{"kind": "wall_move", "path": "L0H1 -> L2H1", "fraction": 0.4127,
+                                         "by_input": {"q": 0.0113, "k": 0.0521, "v": 0.3666},
+                                         "random": {"n": 24, "n_asked": 24, "mean": 0.0312, "sd": 0.0598,
+                                                    "above": 0.0417, "paths": [], "fractions": []}}]},
+    "patching/resid.png": _png(), "patching/heads.png": _png(), "patching/paths.png": _png(),
     "steering/metrics.json": {"edge_add": {"probe_success": 0.2109, "random_success": 0.1172, "sae_success": 0.1328},
                               "target_move": {"n_pairs": 128, "best_strength": 0.1, "probe_success": 0.0,
                                               "ceiling": 0.7578, "mean_diff_success": 0.6641, "mean_diff_broken": 0.2266,
@@ -176,7 +212,7 @@ def test_empty_reports_names_the_stages(tmp_path):
     assert not any(s.present for s in sections) and assets == {}
     stages = {"findings": [], "data": ["generate"], "training": ["train"], "evaluation": ["eval_summary", "pictures"],
               "size": ["eval_summary"], "probes": ["probes"],
-              "interp": ["heads", "geometry", "logit_lens", "dla", "reach", "dynamics"],
+              "interp": ["heads", "geometry", "logit_lens", "dla", "reach", "clusters", "parallel", "dynamics"],
               "causal": ["counterfactuals", "patching", "steering", "faithfulness"]}
     for s in sections:
         assert "Not built yet" in s.html, s.id
@@ -227,13 +263,53 @@ def test_numbers_land_in_their_rows(reports):
     geometry = s["interp"].html.split('<h3 id="interp-geometry"')[1]  # the best heads come from details.json
     assert "0.694</td><td class=\"num\">0.122</td>" in row_of(geometry, "QK: neighbour top-1, best head")
     assert "49 cells" in geometry
+    assert "0.388 (0.000999)" in geometry and "(0.521)" in geometry  # the p-values come from details.json
+    assert "0.398</td><td class=\"num\">0.061</td><td class=\"num\">0.071</td>" in row_of(  # chance: details.json
+        geometry, "QK: neighbour top-1, top lattice heads")
+    svd = row_of(geometry, "max R² by row or column of the top-3 singular directions, top lattice heads (mean of OV, QK)")  # trained, random-init, spectrum
+    assert "0.820</td><td class=\"num\">0.252</td><td class=\"num\">0.547</td>" in svd
+    assert "geometry/svd.png" in geometry.split('<h3 id="interp-logit_lens"')[0]
     assert "<td>L3H2</td>" in row_of(heads, "target")  # the top head by score, not the first in the file
     assert "0.724 [0.704, 0.743]" in row_of(heads, "target")
+    # bottleneck attention: the trained best head's ratio beside the random-init one's, then the heads
+    assert "1.19</td><td class=\"num\">1.10</td>" in row_of(heads, "bottleneck / matched attention, best head")
+    assert "L2H2 [1.03, 1.38]" in row_of(heads, "best head (95% interval)") and "heads/bottleneck.png" in heads
     assert "<td>none</td>" not in s["interp"].html and '<td class="num">none</td>' in row_of(s["interp"].html, "walls")
     assert "0.211 [0.149, 0.289]" in row_of(s["causal"].html, "edge_add")
+    # clustering: the headline beside both controls and chance at its best layer, then the other labels
+    clu = s["interp"].html.split('<h3 id="interp-clusters"')[1].split("<h3")[0]
+    assert ('<td>blocks.2.hook_resid_post</td><td class="num">0.145</td><td class="num">+0.288</td>'
+            '<td class="num">+0.022</td><td class="num">+0.004</td>') in row_of(clu, "dist_to_target (headline)")
+    assert "+0.183</td><td class=\"num\">+0.096</td><td class=\"num\">+0.000" in row_of(clu, "fork")
+    assert "10-NN purity" in clu and "assets/clusters_maps.png" in clu
+    # parallel paths: the headline beside both controls at the alternatives' best layer, then the shapes
+    par = s["interp"].html.split('<h3 id="interp-parallel"')[1].split("<h3")[0]
+    assert ('<td class="num">0.638</td><td class="num">0.528</td><td class="num">0.500</td><td class="num">0.528</td>'
+            '<td>blocks.3.hook_resid_post</td><td class="num">+0.110</td><td class="num">+0.000</td>'
+            '<td class="num">no</td>') in row_of(par, "alternatives (off the path, not yet passed) (headline)")
+    assert '<td class="num">0.766</td><td class="num">–</td>' in row_of(par, "true path ahead")
+    assert ('<td class="num">0.574</td><td class="num">0.514</td><td class="num">0.500</td><td class="num">0.514</td>'
+            '<td>blocks.1.hook_resid_post</td><td class="num">+0.090</td><td class="num">+0.029</td>'
+            '<td class="num">yes</td>') in row_of(par, "branches already passed")
+    assert "within 2 moves" in par and "assets/parallel_parallel.png" in par
     (retarget,) = [r for r in re.findall(r"<tr.*?</tr>", s["causal"].html, re.S) if "target @ block 2 input" in r]
     assert all(v in retarget for v in ("0.664", "0.656", "0.758", "0.876", "0.008"))
     assert '<p class="metric">validation exact-path rate: 0.773</p>' in s["training"].html
+    # reach: the linear probe's k per layer, then the MLP's per layer and its headline (largest over layers)
+    rea = s["interp"].html.split('<h3 id="interp-reach"')[1].split("<h3")[0]
+    assert ('<tr><td>linear</td><td>blocks.0.hook_resid_post</td><td class="num">1</td><td class="num">2</td></tr>'
+            in rea)
+    assert ('<tr><td>MLP</td><td>blocks.0.hook_resid_post</td><td class="num">1</td><td class="num">0</td></tr>'
+            in rea)
+    assert ('<tr><td>MLP</td><td>largest over layers</td><td class="num">1</td><td class="num">0</td></tr>'
+            in rea)
+    assert "gap over its own random-init and permuted-label fits" in rea and "reach_mlp.png" in rea
+    # patching: the layer and head names from details.json; path patching beside its random paths
+    act, path = [r for r in re.findall(r"<tr.*?</tr>", s["causal"].html, re.S) if r.startswith("<tr><td>wall_move</td>") and "L0H1" in r]
+    assert "<td>L2 in</td><td>L3 in</td><td>L0H1 (0.634)</td>" in act
+    assert ('<td>L0H1 -&gt; L2H1</td><td class="num">0.413</td><td class="num">0.011 / 0.052 / 0.367</td>'
+            '<td class="num">0.031 ± 0.060 (n=24)</td><td class="num">0.042</td>') in path
+    assert "assets/patching_paths.png" in s["causal"].html
 
 
 def test_quoted_size_csv_reads_the_same(tmp_path):
@@ -252,7 +328,7 @@ def test_text_from_json_is_escaped(tmp_path):
     summary = copy.deepcopy(FILES["eval/summary.json"])
     summary["test"]["generator"] = evil
     files = {**FILES, "eval/summary.json": summary,
-             "patching/metrics.json": {"wall_move": {**FILES["patching/metrics.json"]["wall_move"], "top_head": evil}}}
+             "patching/details.json": {**FILES["patching/details.json"], "kinds": {"wall_move": {"top_head": evil}}}}
     sections, _ = build_sections(write_tree(tmp_path / "reports", files))
     html = "\n".join(s.html for s in sections)
     assert "<script" not in html

@@ -62,8 +62,8 @@ def rows(read) -> dict[str, str]:
     heads = read("reports/heads/metrics.json")
     for hyp in HYPOTHESES:
         h = None if heads is None else heads.get(hyp)
-        out[f"head {hyp}: best (score / random-init best / chance)"] = "—" if h is None else (
-            f"L{h['layer']}H{h['head']} {h['score']:.3f} / {h['control_best']:.3f} / {h['chance']:.3f}")
+        out[f"head {hyp}: best (score / random-init best)"] = "—" if h is None else (
+            f"L{h['layer']}H{h['head']} {h['score']:.3f} / {h['control_best']:.3f}")
     dla = read("reports/dla/metrics.json")
     out["DLA at forks: top components (mean logit diff)"] = "—" if dla is None else ", ".join(
         f"{dla[f'top{i}_component']} {dla[f'top{i}_mean']:.2f}" for i in (1, 2, 3)) + (
@@ -73,8 +73,9 @@ def rows(read) -> dict[str, str]:
         f"{lens['acc_forks']:.3f} ({lens['control_acc_forks']:.3f} / {lens['chance_forks']:.3f}), "
         f"{lens['decision_layer_forks']:.2f}")
     patch = read("reports/patching/metrics.json")
+    patch_names = ((read("reports/patching/details.json") or {}).get("kinds")) or {}  # the names (since issue 29)
     for kind in ("target_move", "wall_move"):
-        p = None if patch is None else patch.get(kind)
+        p = None if patch is None or kind not in patch else {**patch[kind], **patch_names.get(kind, {})}
         out[f"patching {kind}: edit carries until / decision from / top head"] = "—" if p is None else (
             f"{p['edit_carries_until']} / {p['decision_from']} / {p['top_head']} (n={p['n_pairs']})")
     steer = read("reports/steering/metrics.json")

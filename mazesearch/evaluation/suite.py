@@ -21,7 +21,7 @@ from mazesearch.data.tokens import TokenizerOptions, Vocab, encode, sequence_len
 from mazesearch.evaluation.baseline import baseline_fork_choices, baseline_walks
 from mazesearch.evaluation.metrics import BOOL_METRICS, COUNT_METRICS, METRICS, Walks, aggregate, compute_metrics
 from mazesearch.evaluation.stats import wilson_interval
-from mazesearch.model.gpt import GPT, ModelConfig
+from mazesearch.model.gpt import GPT, ModelConfig, with_context  # noqa: F401  (with_context: importers of this module)
 
 
 def feedability(batch: MazeBatch, vocab: Vocab, opts: TokenizerOptions, model_cfg: ModelConfig) -> tuple[bool, str | None, int]:
@@ -36,16 +36,6 @@ def feedability(batch: MazeBatch, vocab: Vocab, opts: TokenizerOptions, model_cf
         return False, (f"sequences up to {longest} tokens exceed the model's n_ctx={model_cfg.n_ctx} "
                        "(learned positions)"), longest
     return True, None, longest
-
-
-def with_context(model: GPT, n_ctx: int) -> GPT:
-    """A rotary or position-free model has no position table: the same weights read any length."""
-    if model.cfg.positional == "learned" or n_ctx <= model.cfg.n_ctx:
-        return model
-    device = next(model.parameters()).device
-    longer = GPT(dataclasses.replace(model.cfg, n_ctx=n_ctx))
-    longer.load_state_dict(model.state_dict())
-    return longer.to(device)
 
 
 def rounded(value):

@@ -17,9 +17,11 @@ from mazesearch.interp.geometry import (
     spearman_lattice,
 )
 from mazesearch.interp.labels import future_path
+from mazesearch.interp.weight_svd import headline as svd_headline, score_grid
 from mazesearch.io import InputError, write_json_atomic
 from mazesearch.model.gpt import GPT
 from mazesearch.viz.interp_pictures import render_embedding_pca, render_residual_pca
+from mazesearch.viz.svd_charts import render_score_grids
 
 CIRCUITS = ("ov_embed", "ov_unembed", "qk")
 SCORES = ("neighbour_top1", "neighbour_auroc", "self_top1")
@@ -116,17 +118,35 @@ def residual_section(models: dict[str, GPT], tokens: TokenBatch, mazes: MazeBatc
     return doc, {"points": points, **labels}
 
 
-HEADLINE_CIRCUIT = ("chance", "top_heads", "top_heads_control")  # best / best_control: details.json
+HEADLINE_CIRCUIT = ("top_heads", "top_heads_control")  # chance, best / best_control: details.json
 
 
 def headline(details: dict) -> dict:
-    """metrics.json: the embedding's Spearman beside the random-init model's, and per circuit the
-    top lattice heads' neighbour score beside the control's and chance; the best single head per
-    circuit and the cell count stay in details.json (``dvc metrics show`` stays a screenful)."""
+    """metrics.json: the embedding's Spearman beside the random-init model's, per circuit the top
+    lattice heads' neighbour score beside the control's, and the top heads' SVD alignment (trained,
+    random-init, spectrum-matched). The Spearman p-values, the neighbour chance (one number for the three circuits), the
+    best single head per circuit and the cell count stay in details.json (``dvc metrics show``
+    stays a screenful)."""
     eu = details["embedding"]["euclidean"]
-    return {"spearman": {"trained": eu["trained"]["rho"], "control": eu["random"]["rho"],
-                         "p_value": eu["trained"]["p_value"], "control_p_value": eu["random"]["p_value"]},
-            **{c: {k: s[k] for k in HEADLINE_CIRCUIT} for c, s in details["circuits"]["summary"].items()}}
+    return {"spearman": {"trained": eu["trained"]["rho"], "control": eu["random"]["rho"]},  # p-values: details
+            **{c: {k: s[k] for k in HEADLINE_CIRCUIT} for c, s in details["circuits"]["summary"].items()},
+            "svd": svd_headline(details["svd"])}
+
+
+def render_svd(svd: dict, top_heads: list[dict] | None, out_png: Path) -> None:
+    """svd.png: every matrix's lattice alignment, trained beside random-init beside spectrum-matched,
+    one row per layer; the top lattice heads outlined."""
+    n_layers = 1 + max(m["layer"] for m in svd["matrices"])
+    n_heads = 1 + max(m["head"] for m in svd["matrices"] if m["head"] is not None)
+    cols = [f"H{h} {c}" for h in range(n_heads) for c in ("OV", "QK")] + ["MLP in", "MLP out"]
+    marks = [(t["layer"], 2 * t["head"] + j) for t in top_heads or [] for j in (0, 1)]
+    roles = (("trained", "trained"), ("random_init", "random-init"), ("spectrum_matched", "spectrum-matched"))
+    render_score_grids({label: score_grid(svd, role, n_layers, n_heads) for role, label in roles},
+                       [f"L{l}" for l in range(n_layers)], cols, out_png, marks=marks,
+                       colorbar_label="max R² by row or column",
+                       title=f"SVD of the weights: best lattice alignment of each matrix's top-{svd['top_k']} singular "
+                             "directions (ANOVA R² of the centred cell embeddings projected on one, by row or column)"
+                             + ("; red: the top lattice heads" if marks else ""))
 
 
 def write_outputs(details: dict, emb_points: dict, resid: dict, grid_n: int, probe_grid_n: int, out: Path) -> dict:
@@ -144,4 +164,5 @@ def write_outputs(details: dict, emb_points: dict, resid: dict, grid_n: int, pro
                         resid["current_cell"], resid["ahead"], probe_grid_n, resid["ahead_cell"],
                         out / "residual_pca.png",
                         title=f"{r['layer']} at {r['n_positions']} path positions, 2-D PCA per model")
+    render_svd(details["svd"], details["circuits"]["top_heads"], out / "svd.png")
     return metrics

@@ -16,7 +16,7 @@ padding never changes a real query's pattern, and padded queries have no keys.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -112,6 +112,7 @@ class HeadScores:
     mass: np.ndarray  # float64 [hyp, maze, layer, head]: attention on the keys, summed over queries
     chance: np.ndarray  # float64 [hyp, maze]: the uniform head's mass, summed over the same queries
     count: np.ndarray  # int64 [hyp, maze]: scored queries
+    extra: np.ndarray | None = None  # float64 [x, maze, layer, head]: mass on score_heads' extra_keys
 
     def score(self) -> np.ndarray:  # float64 [hyp, layer, head], NaN where nothing was scored
         n = self.count.sum(1).astype(np.float64)
@@ -164,14 +165,16 @@ def attention_patterns(bridge, ids: torch.Tensor) -> torch.Tensor:
 
 
 def score_heads(bridge, tokens: TokenBatch, roles: Sequence[pd.DataFrame], vocab: Vocab, grid_n: int,
-                batch_size: int) -> HeadScores:
+                batch_size: int, extra_keys: Callable[[int, int], np.ndarray] | None = None) -> HeadScores:
     """Run ``bridge`` over every sequence of ``tokens`` (batched by length) and sum each head's
-    attention on each hypothesis' keys, per maze."""
+    attention on each hypothesis' keys, per maze. ``extra_keys(row, T)`` (``bool [x, T, T]``, the
+    same x for every row): more key sets scored from the same forward passes (``.extra``)."""
     B, device = len(tokens), next(bridge.parameters()).device
     n_hyp, L, H = len(HYPOTHESES), bridge.cfg.n_layers, bridge.cfg.n_heads
     mass = np.zeros((n_hyp, B, L, H))
     chance = np.zeros((n_hyp, B))
     count = np.zeros((n_hyp, B), dtype=np.int64)
+    extra = None
     for rows in length_batches(tokens.lengths, batch_size):
         batch = tokens.take(rows)
         T = int(batch.lengths.max())
@@ -180,7 +183,11 @@ def score_heads(bridge, tokens: TokenBatch, roles: Sequence[pd.DataFrame], vocab
         pattern = attention_patterns(bridge, ids)  # [b, L, H, T, T]
         mass[:, rows] = key_mass(pattern, torch.from_numpy(keys).to(device)).cpu().numpy()
         chance[:, rows], count[:, rows] = chance_mass(keys)
-    return HeadScores(mass=mass, chance=chance, count=count)
+        if extra_keys is not None:
+            more = np.stack([extra_keys(int(i), T) for i in rows], axis=1)  # [x, b, T, T]
+            extra = np.zeros((len(more), B, L, H)) if extra is None else extra
+            extra[:, rows] = key_mass(pattern, torch.from_numpy(more).to(device)).cpu().numpy()
+    return HeadScores(mass=mass, chance=chance, count=count, extra=extra)
 
 
 def picture_query(keys: np.ndarray, roles: pd.DataFrame, name: str) -> int | None:

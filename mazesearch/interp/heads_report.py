@@ -60,17 +60,17 @@ def best_heads(table: pd.DataFrame, k: int) -> dict[str, pd.DataFrame]:
 
 
 def headline(table: pd.DataFrame, n_mazes: int) -> dict:
-    """metrics.json: per hypothesis the top head, its score, chance and the control's best head's
-    score (the same control head's score is in scores.csv)."""
+    """metrics.json: per hypothesis the top head, its score and the control's best head's score
+    (its chance and the same control head's score are in scores.csv)."""
     doc: dict = {"n_mazes": n_mazes}
     for name, top in best_heads(table, 1).items():
         rows = table[table["hypothesis"] == name]
         if top.empty:
-            doc[name] = {"layer": None, "head": None, "score": None, "chance": None, "control_best": None}
+            doc[name] = {"layer": None, "head": None, "score": None, "control_best": None}
             continue
         t = top.iloc[0]
         doc[name] = {"layer": int(t["layer"]), "head": int(t["head"]), "score": _num(t["score"]),
-                     "chance": _num(t["chance"]), "control_best": _num(rows["control_score"].max())}
+                     "control_best": _num(rows["control_score"].max())}
     return doc
 
 
@@ -104,8 +104,9 @@ def top_heads_md(table: pd.DataFrame, n_mazes: int, k: int = 3) -> str:
     return "\n".join(lines)
 
 
-def write_reports(table: pd.DataFrame, n_mazes: int, out: Path) -> dict:
-    metrics = headline(table, n_mazes)
+def write_reports(table: pd.DataFrame, n_mazes: int, out: Path, extra: dict | None = None) -> dict:
+    """metrics.json (the headline, then ``extra``'s keys), scores.csv, top_heads.md."""
+    metrics = {**headline(table, n_mazes), **(extra or {})}
     write_json_atomic(out / "metrics.json", metrics)
     write_text_atomic(out / "scores.csv", scores_csv(table))
     write_text_atomic(out / "top_heads.md", top_heads_md(table, n_mazes))

@@ -174,7 +174,6 @@ def report(trained: dict, control: dict, moves: Moves, layers: list[str]) -> tup
         "acc_corridors": t["accuracy"]["corridors"][-1],
         "decision_layer_forks": t["decision_layer"]["forks"]["mean"],
         "decision_layer_corridors": t["decision_layer"]["corridors"]["mean"],
-        "dead_end_mass_embed": t["fork_mass"]["dead_end"][0],
         "dead_end_mass_final": t["fork_mass"]["dead_end"][-1],
         "dead_end_share_final": t["fork_mass"]["dead_end_share"][-1],
         "control_dead_end_share_final": c["fork_mass"]["dead_end_share"][-1],

@@ -20,6 +20,9 @@ A layer's reach is the largest k whose trained score is >= ``min_balanced_accura
 the stronger control by >= ``min_selectivity`` (0: no k does). ``anchor_only`` is a third,
 reported-only baseline: P(cell within k | anchor cell, cell) looked up from the fit mazes, i.e.
 what knowing the anchor but not the walls gives.
+
+Beside the linear probe, a small MLP reads the same labels (:mod:`mazesearch.interp.reach_mlp`);
+its reach is decided the same way, on its gap over the same two controls.
 """
 
 from __future__ import annotations
@@ -37,10 +40,12 @@ from mazesearch.interp.labels import Label, _rows
 from mazesearch.interp.probe_scores import binary_scores, nanmean
 from mazesearch.interp.probes import (CONTROLS, FIT, TEST, _check_stores, _json_float, _plan,
                                       _void_controls, fit_logistic_multilabel, split_sides)
+from mazesearch.interp.reach_mlp import ALPHA, mlp_scores
 from mazesearch.params import ProbesSpec, ReachSpec
 
 VERSIONS = {"target": "path_start", "current": "path"}  # anchor -> the position kind read
 RUNS = ("trained",) + CONTROLS
+PROBES = {"linear": "selectivity", "mlp": "gap"}  # probe -> the by_k key of its lead over the controls
 
 
 def anchor_distances(mazes: MazeBatch, index: pd.DataFrame, version: str) -> tuple[np.ndarray, np.ndarray]:
@@ -126,6 +131,8 @@ def run_reach(mazes: MazeBatch, trained, random_init, probes: ProbesSpec, spec: 
     layers, n_cells = list(trained.layers), mazes.grid_n**2
     out = {"thresholds": {"min_balanced_accuracy": spec.min_balanced_accuracy,
                           "min_selectivity": spec.min_selectivity},
+           "mlp": {"hidden": spec.mlp_hidden, "max_iter": spec.mlp_max_iter, "max_rows": spec.mlp_max_rows,
+                   "solver": "lbfgs", "alpha": ALPHA, "random_state": probes.seed},
            "layers": layers, "versions": {}}
     with threadpool_limits(limits=1, user_api="blas"):  # same bits whatever the core count
         for version, kind in VERSIONS.items():
@@ -149,10 +156,27 @@ def run_reach(mazes: MazeBatch, trained, random_init, probes: ProbesSpec, spec: 
             base = _per_k(anchor_only_scores(anchor[fit], Y[fit], anchor[test], Y[test], n_cells), len(ks))
             out["versions"][version] = _assemble(version, kind, ks, largest, plan, void, scores, base,
                                                  layers, spec)
+            # the MLP: its own, smaller whole-maze subsample of the same rows (same seed and split)
+            mplan = _plan(label, index, side, probes.model_copy(update={"max_rows": spec.mlp_max_rows}))
+            mscores = mlp_scores(mplan, label.values, {"trained": trained, "random_init": random_init}, layers,
+                                 spec.mlp_hidden, spec.mlp_max_iter, probes.seed, mplan.side == FIT,
+                                 mplan.side == TEST)
+            mvoid = _void_controls(mplan)
+            out["versions"][version]["mlp"] = {
+                **_sizes(mplan, mvoid),
+                "layers": _per_layer({key: _per_k(v, len(ks)) for key, v in mscores.items()}, mvoid, layers,
+                                     ks, spec, PROBES["mlp"])}
     return out
 
 
-def _assemble(version, kind, ks, largest, plan, void, scores, base, layers, spec) -> dict:
+def _sizes(plan, void) -> dict:
+    return {"n_fit_rows": int((plan.side == FIT).sum()), "n_test_rows": int((plan.side == TEST).sum()),
+            "permuted_label_agreement": _json_float(plan.agreement), "void_controls": void}
+
+
+def _per_layer(scores, void, layers, ks, spec, lead: str) -> dict:
+    """layer -> {reach, by_k: k -> {trained, random_init, permuted, <lead>: {vs_random_init,
+    vs_permuted, vs_stronger}}}: the reach is read off the lead over the stronger control."""
     per_layer = {}
     for layer in layers:
         by_k = {}
@@ -163,33 +187,45 @@ def _assemble(version, kind, ks, largest, plan, void, scores, base, layers, spec
                                else _json_float(s["trained"] - s[c])) for c in CONTROLS}
             stronger = (None if s["trained"] is None or not controls
                         else _json_float(s["trained"] - max(controls)))
-            by_k[str(k)] = {**s, "selectivity": {**sel, "vs_stronger": stronger}}
+            by_k[str(k)] = {**s, lead: {**sel, "vs_stronger": stronger}}
         trained = [by_k[str(k)]["trained"] for k in ks]
-        sel = [by_k[str(k)]["selectivity"]["vs_stronger"] for k in ks]
+        sel = [by_k[str(k)][lead]["vs_stronger"] for k in ks]
         per_layer[layer] = {"reach": reach_of(trained, sel, spec, ks), "by_k": by_k}
-    return {"anchor": version, "positions": [kind], "ks": ks, "largest_distance": largest,
-            "n_fit_rows": int((plan.side == FIT).sum()), "n_test_rows": int((plan.side == TEST).sum()),
-            "permuted_label_agreement": _json_float(plan.agreement), "void_controls": void,
-            "anchor_only": {str(k): _json_float(v) for k, v in zip(ks, base)}, "layers": per_layer}
+    return per_layer
+
+
+def _assemble(version, kind, ks, largest, plan, void, scores, base, layers, spec) -> dict:
+    return {"anchor": version, "positions": [kind], "ks": ks, "largest_distance": largest, **_sizes(plan, void),
+            "anchor_only": {str(k): _json_float(v) for k, v in zip(ks, base)},
+            "layers": _per_layer(scores, void, layers, ks, spec, PROBES["linear"])}
+
+
+def _layers(details: dict, version: str, probe: str) -> dict:
+    d = details["versions"][version]
+    return d["layers"] if probe == "linear" else d["mlp"]["layers"]
 
 
 def headline(details: dict) -> dict:
-    """metrics.json: per anchor, per layer, the reach (largest k decodable above control)."""
-    return {version: {layer: d["layers"][layer]["reach"] for layer in details["layers"]}
-            for version, d in details["versions"].items()}
+    """metrics.json (2 x (layers + 1) numbers): per anchor, per layer, the linear reach; and per
+    anchor the MLP's largest reach over the layers (``mlp_largest``)."""
+    out = {version: {layer: d["layers"][layer]["reach"] for layer in details["layers"]}
+           for version, d in details["versions"].items()}
+    out["mlp_largest"] = {version: max((l["reach"] for l in _layers(details, version, "mlp").values()), default=0)
+                          for version in details["versions"]}
+    return out
 
 
 def csv_table(details: dict) -> str:
-    """reach.csv: layer_idx, layer, reach_target, reach_current (a DVC plot)."""
-    lines = ["layer_idx,layer,reach_target,reach_current"]
+    """reach.csv: layer_idx, layer, reach_{target,current} (linear), reach_{target,current}_mlp (a DVC plot)."""
+    lines = ["layer_idx,layer,reach_target,reach_current,reach_target_mlp,reach_current_mlp"]
     for i, layer in enumerate(details["layers"]):
-        lines.append(f"{i},{layer},{details['versions']['target']['layers'][layer]['reach']},"
-                     f"{details['versions']['current']['layers'][layer]['reach']}")
+        ks = [_layers(details, v, p)[layer]["reach"] for p in PROBES for v in ("target", "current")]
+        lines.append(f"{i},{layer}," + ",".join(map(str, ks)))
     return "\n".join(lines) + "\n"
 
 
-def score_grid(details: dict, version: str, run: str) -> np.ndarray:
-    """``float [layers, ks]`` balanced accuracy of one run (NaN undefined)."""
-    d = details["versions"][version]
-    return np.array([[math.nan if d["layers"][l]["by_k"][str(k)][run] is None else d["layers"][l]["by_k"][str(k)][run]
-                      for k in d["ks"]] for l in details["layers"]], dtype=np.float64)
+def score_grid(details: dict, version: str, run: str, probe: str = "linear") -> np.ndarray:
+    """``float [layers, ks]`` balanced accuracy of one run of one probe (NaN undefined)."""
+    ks, per = details["versions"][version]["ks"], _layers(details, version, probe)
+    return np.array([[math.nan if per[l]["by_k"][str(k)][run] is None else per[l]["by_k"][str(k)][run]
+                      for k in ks] for l in details["layers"]], dtype=np.float64)

@@ -408,3 +408,13 @@ def load_gpt(directory: str | Path, device: str | torch.device = "cpu", *, vocab
                              f"{CONFIG_FILE} says {tuple(expected[key].shape)} {expected[key].dtype}", hint)
     model.load_state_dict(state)
     return model.to(device)
+
+
+def with_context(model: GPT, n_ctx: int) -> GPT:
+    """A rotary or position-free model has no position table: the same weights read any length."""
+    if model.cfg.positional == "learned" or n_ctx <= model.cfg.n_ctx:
+        return model
+    device = next(model.parameters()).device
+    longer = GPT(dataclasses.replace(model.cfg, n_ctx=n_ctx))
+    longer.load_state_dict(model.state_dict())
+    return longer.to(device)

@@ -14,8 +14,8 @@ from mazesearch.io import read_json
 # stage -> (metrics, details): paths under the run root; "{key}" is the suite or dataset of a
 # foreach stage; None: the stage writes no such JSON file.
 _SAME = {stage: (f"reports/{stage}/metrics.json", f"reports/{stage}/details.json")
-         for stage in ("dynamics", "geometry", "logit_lens", "dla", "reach", "counterfactuals", "patching",
-                       "steering", "faithfulness")}
+         for stage in ("dynamics", "geometry", "logit_lens", "dla", "reach", "clusters", "parallel", "counterfactuals",
+                       "patching", "steering", "faithfulness")}
 FILES: dict[str, tuple[str | None, str | None]] = {
     "generate": ("reports/data/{key}.json", "reports/data/details/{key}.json"),
     "train": ("reports/train/metrics.json", None),  # the curves: reports/train/plots/

@@ -28,7 +28,7 @@ from mazesearch.data.decode import decode_path
 from mazesearch.data.maze import MazeBatch, n_edges, read_mazes
 from mazesearch.data.tokens import PAD, PATH_END, TokenBatch, TokenizerOptions, Vocab, encode, read_tokens, to_text
 from mazesearch.evaluation.metrics import distances_to_target
-from mazesearch.evaluation.suite import with_context
+from mazesearch.model.gpt import with_context
 from mazesearch.interp.bridge import to_bridge
 from mazesearch.interp.lens import lens_hooks
 from mazesearch.io import InputError, read_json

@@ -18,11 +18,11 @@ from mazesearch.params.schema import (
     GENERATORS, DatasetSpec, TokenizerSpec, TokenizerOverride, ModelSpec, TrainSpec, SuiteSpec, EvaluateSpec,
     ActivationsSpec, ProbesSpec, DynamicsSpec, HeadsSpec, GeometrySpec, ModelRunSpec, LogitLensSpec,
     DlaSpec, CounterfactualsSpec, PatchingSpec, SteeringSpec, FaithfulnessSpec, ReportSpec, ReachSpec,
-    Params)
+    ClustersSpec, ParallelSpec, Params)
 
 __all__ = ["GENERATORS", "DatasetSpec", "TokenizerSpec", "TokenizerOverride", "ModelSpec", "TrainSpec",
     "SuiteSpec", "EvaluateSpec", "ActivationsSpec", "ProbesSpec", "DynamicsSpec", "HeadsSpec",
     "GeometrySpec", "ModelRunSpec", "LogitLensSpec", "DlaSpec", "CounterfactualsSpec", "PatchingSpec",
-    "SteeringSpec", "FaithfulnessSpec", "ReportSpec", "ReachSpec", "Params", "ParamsError",
+    "SteeringSpec", "FaithfulnessSpec", "ReportSpec", "ReachSpec", "ClustersSpec", "ParallelSpec", "Params", "ParamsError",
     "parse_params", "load_params", "load_params_or_exit", "require_section", "suite_tokenizer",
     "missing_keys", "schema_defaults", "fill_defaults"]

@@ -43,6 +43,8 @@ def _walk(model: type[BaseModel], raw: Any, prefix: str) -> Iterator[tuple[str, 
         kind = _model_of(field.annotation)
         if kind is None:
             default = field.default if field.default_factory is None else field.default_factory()
+            if isinstance(default, list):  # a list of models (patching.paths): as written in YAML
+                default = [d.model_dump() if isinstance(d, BaseModel) else d for d in default]
             yield key, default, name in raw
         elif kind[0] == "model":
             yield from _walk(kind[1], raw.get(name), f"{key}.")

@@ -7,6 +7,7 @@ report.suites are evaluated, ...) live in :class:`Params`. Loading and the one-l
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -164,15 +165,37 @@ class EvaluateSpec(_Strict):
         return self
 
 
-class ActivationsSpec(_Strict):
-    dataset: str = "test"
+class DeviceSpec(_Strict):
+    """Where a stage runs the model: ``device`` and torch's CPU ``num_threads``."""
+
     device: Literal["auto", "cpu", "cuda"] = "cpu"
+    num_threads: int = Field(default=1, ge=1)  # torch CPU threads
+
+
+class ControlledRunSpec(DeviceSpec):
+    """A stage that also reads the random-init control (mazesearch.interp.run_inputs.control_model)."""
+
+    control_seed: int = Field(default=12345, ge=0)  # random-init control model
+
+
+class _FirstMazes(_Strict):
+    dataset: str = "probe"
+    n_mazes: int = Field(default=256, gt=0)  # first n mazes of the dataset
+    batch_size: int = Field(default=128, gt=0)  # mazes per forward pass
+
+
+class ModelRunSpec(ControlledRunSpec, _FirstMazes):
+    """What a stage that runs the trained model on the first mazes of a dataset reads: the rows
+    (dataset, n_mazes, batch_size; fields first, as in params.yaml), then device, threads and the
+    control's seed."""
+
+
+class ActivationsSpec(ModelRunSpec):
+    dataset: str = "test"
     num_threads: int = Field(default=2, ge=1)  # torch CPU threads
     n_mazes: int = Field(default=1000, gt=0)
-    batch_size: int = Field(default=128, gt=0)
     hooks: list[str] = ["embed", "resid_post"]  # "embed" = hook_embed + hook_pos_embed
     positions: list[Literal["path_start", "path", "target_end"]] = ["path_start", "path", "target_end"]
-    control_seed: int = Field(default=12345, ge=0)  # random-init control model
 
 
 class ProbesSpec(_Strict):
@@ -191,42 +214,25 @@ class DynamicsSpec(_Strict):
         "walls", "target", "future_path"]
 
 
-class HeadsSpec(_Strict):
+class HeadsSpec(ModelRunSpec):
     """Stage heads: attention-head hypothesis scores (docs/interp.md)."""
 
-    dataset: str = "probe"
-    n_mazes: int = Field(default=256, gt=0)  # first n mazes of the dataset
     batch_size: int = Field(default=64, gt=0)  # mazes per forward pass
-    device: Literal["auto", "cpu", "cuda"] = "cpu"
-    num_threads: int = Field(default=1, ge=1)  # torch CPU threads (tiny forwards: 1 beats 2 on a busy box)
-    control_seed: int = Field(default=12345, ge=0)  # random-init control model
+    # num_threads 1: tiny forwards, 1 beats 2 on a busy box
     seed: int = Field(default=0, ge=0)  # bootstrap over mazes (confidence intervals)
     picture_maze: int = Field(default=0, ge=0)  # row of the maze the pictures show
+    bottleneck_top: int = Field(default=3, ge=1)  # bottleneck cells per maze (top betweenness), each matched
 
 
-class GeometrySpec(_Strict):
-    """Stage geometry: embedding geometry, OV/QK circuits, residual PCA (docs/interp.md)."""
+class GeometrySpec(ModelRunSpec):
+    """Stage geometry: embedding geometry, OV/QK circuits, SVD of the weights, residual PCA (docs/interp.md).
+    ``dataset``: the mazes whose path positions the residual picture shows."""
 
-    dataset: str = "probe"  # mazes whose path positions the residual picture shows
-    n_mazes: int = Field(default=256, gt=0)
     batch_size: int = Field(default=64, gt=0)
-    device: Literal["auto", "cpu", "cuda"] = "cpu"
-    num_threads: int = Field(default=1, ge=1)
-    control_seed: int = Field(default=12345, ge=0)  # random-init control model
     n_permutations: int = Field(default=1000, ge=1)  # cell-label shuffles for the p-values
     seed: int = Field(default=0, ge=0)  # the shuffles' generator
     top_heads: int = Field(default=2, ge=1)  # lattice-adjacency heads (heads/scores.csv) in the headline
-
-
-class ModelRunSpec(_Strict):
-    """What a stage that runs the trained model on the first mazes of a dataset reads."""
-
-    dataset: str = "probe"
-    n_mazes: int = Field(default=256, gt=0)  # first n mazes of the dataset
-    batch_size: int = Field(default=128, gt=0)  # mazes per forward pass
-    device: Literal["auto", "cpu", "cuda"] = "cpu"
-    num_threads: int = Field(default=1, ge=1)  # torch CPU threads
-    control_seed: int = Field(default=12345, ge=0)  # random-init control model
+    svd_top_k: int = Field(default=3, ge=1)  # top singular directions per weight matrix scored for lattice alignment
 
 
 class LogitLensSpec(ModelRunSpec):
@@ -245,16 +251,37 @@ class CounterfactualsSpec(_Strict):
     seed: int = Field(default=0, ge=0)  # order the mazes are tried in, choice among valid edits
 
 
-class PatchingSpec(_Strict):
-    """Stage patching: activation patching on the aligned counterfactual pairs (docs/interp.md)."""
+class PathSpec(_Strict):
+    """One path for path patching: a sender ("edit" = the edited token positions, or a head LxHy)
+    read by its receiver heads alone (mazesearch.interp.path_patching)."""
+
+    kind: Literal["target_move", "wall_move"]
+    sender: str = Field(pattern=r"^(edit|L\d+H\d+)$")
+    receivers: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _heads(self) -> "PathSpec":
+        bad = [r for r in self.receivers if not re.fullmatch(r"L\d+H\d+", r)]
+        if bad:
+            raise ValueError(f"receivers must be heads LxHy, got {bad}")
+        return self
+
+
+def _default_paths() -> list[PathSpec]:
+    return [PathSpec(kind="wall_move", sender="L0H1", receivers=["L2H1"]),
+            PathSpec(kind="target_move", sender="edit", receivers=["L3H0", "L3H2"])]
+
+
+class PatchingSpec(ControlledRunSpec):
+    """Stage patching: activation and path patching on the aligned counterfactual pairs (docs/interp.md)."""
 
     n_pairs: int = Field(default=128, gt=0)  # first n pairs of each aligned kind the model gets right
-    device: Literal["auto", "cpu", "cuda"] = "cpu"
-    num_threads: int = Field(default=1, ge=1)
-    control_seed: int = Field(default=12345, ge=0)  # random-init control model
+    paths: list[PathSpec] = Field(default_factory=_default_paths)  # the first of a kind is its headline
+    path_random: int = Field(default=24, ge=0)  # random paths of the same shape per path (the control)
+    path_seed: int = Field(default=0, ge=0)  # seeds the random paths
 
 
-class SteeringSpec(_Strict):
+class SteeringSpec(DeviceSpec):
     """Stage steering: add probe / SAE directions to the residual stream, roll out (docs/interp.md)."""
 
     n_pairs: int = Field(default=128, gt=0)  # first n pairs of each kind
@@ -270,8 +297,6 @@ class SteeringSpec(_Strict):
     sae_lr: float = Field(default=1e-3, gt=0.0)
     mean_diff_strengths: list[float] = Field(default=[0.5, 1.0, 2.0, 4.0], min_length=1)  # x ||v|| (1: the mean difference)
     label_free_per_cluster: int = Field(default=8, gt=0)  # steered mazes that name each label-free cluster
-    device: Literal["auto", "cpu", "cuda"] = "cpu"
-    num_threads: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _positive_strengths(self) -> "SteeringSpec":
@@ -303,13 +328,53 @@ class ReportSpec(ModelRunSpec):
 
 class ReachSpec(_Strict):
     """Stage reach: per layer, the largest k at which "cell within maze distance k of the target /
-    current cell" is linearly decodable above both controls (docs/interp.md). The split, C and
-    max_iter are probes.*."""
+    current cell" is decodable above both controls, by a linear probe and by a small MLP (docs/interp.md).
+    The split, C, max_iter (linear) and the MLP's random_state (seed) are probes.*."""
 
     max_k: int = Field(default=6, ge=1)  # k = 1 .. min(max_k, largest distance in the mazes)
     min_balanced_accuracy: float = Field(default=0.8, gt=0.5, le=1.0)  # trained test score to count
     min_selectivity: float = Field(default=0.1, ge=0.0, lt=1.0)  # ... and its lead over the stronger control
     max_rows: int = Field(default=4000, gt=0)  # rows per fit (subsampled by maze): keeps the stage < 1 min
+    mlp_hidden: int = Field(default=32, gt=0)  # hidden ReLU units of the nonlinear (MLP) probe
+    mlp_max_iter: int = Field(default=100, gt=0)  # its L-BFGS iterations (few: the stage's cost)
+    mlp_max_rows: int = Field(default=1500, gt=0)  # its rows per fit, all sides (subsampled by maze)
+
+
+CLUSTER_LABELS = ("dist_to_target", "fork", "on_future_path")
+
+
+class ClustersSpec(_Strict):
+    """Stage clusters: per layer, how well path-position residuals cluster by a row label (k-nearest-
+    neighbour purity minus chance), beside the random-init and permuted-label controls (docs/interp.md)."""
+
+    # the label of metrics.json and the maps' colour
+    headline: Literal[CLUSTER_LABELS] = "dist_to_target"  # type: ignore[valid-type]
+    k: int = Field(default=10, ge=1)  # neighbours per row (from other mazes only)
+    metric: Literal["cosine", "euclidean"] = "cosine"  # on residuals z-scored per dimension
+    max_rows: int = Field(default=3000, ge=2)  # path rows scored (whole mazes, seeded)
+    tsne_rows: int = Field(default=600, ge=8)  # rows drawn in maps.png (whole mazes, seeded)
+    seed: int = Field(default=0, ge=0)  # row subsample, permuted labels, t-SNE
+
+
+class ParallelSpec(_Strict):
+    """Stage parallel: per layer, per-cell probes of the alternative branches within k moves of the
+    current cell (not yet passed), beside the true path ahead and the branches already passed, and
+    both controls (docs/interp.md, "Parallel paths")."""
+
+    k: int = Field(default=2, ge=1)  # maze moves: the headline, by_layer.csv, the picture and the shape statistic
+    max_k: int = Field(default=2, ge=1)  # details.json holds k = 1 .. max_k (at most the largest distance)
+    test_frac: float = Field(default=0.25, gt=0.0, lt=1.0)  # mazes held out to score the probes
+    C: float = Field(default=1.0, gt=0.0)  # inverse L2 strength of the logistic probes
+    max_iter: int = Field(default=200, gt=0)
+    max_rows: int = Field(default=3000, gt=0)  # rows per fit (subsampled by maze): keeps the stage < 30 s
+    min_change: float = Field(default=0.02, ge=0.0)  # a rise / drop of the gap this small counts as flat
+    seed: int = Field(default=0, ge=0)  # split, subsample, permuted labels
+
+    @model_validator(mode="after")
+    def _k_within_max_k(self) -> "ParallelSpec":
+        if self.k > self.max_k:
+            raise ValueError(f"parallel.k={self.k} exceeds parallel.max_k={self.max_k}")
+        return self
 
 
 class Params(_Strict):
@@ -326,6 +391,8 @@ class Params(_Strict):
     logit_lens: LogitLensSpec | None = None
     dla: DlaSpec | None = None
     reach: ReachSpec | None = None
+    clusters: ClustersSpec | None = None
+    parallel: ParallelSpec | None = None
     counterfactuals: CounterfactualsSpec | None = None
     patching: PatchingSpec | None = None
     steering: SteeringSpec | None = None

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mazesearch.data.maze import edge_endpoints, read_mazes
-from mazesearch.data.tokens import TokenizerOptions, Vocab, encode, read_tokens
+from mazesearch.data.tokens import TokenizerOptions, Vocab, encode
 from mazesearch.io import InputError
 from mazesearch.params import Params, ReportSpec, suite_tokenizer
 
@@ -38,19 +38,15 @@ def build_explorer(params: Params, spec: ReportSpec, device, *, model_dir: Path,
 
     import torch
 
-    from mazesearch.evaluation.suite import with_context
+    from mazesearch.model.gpt import with_context
     from mazesearch.interp.bridge import to_bridge  # imports transformer_lens: slow
-    from mazesearch.model.gpt import GPT, load_gpt
+    from mazesearch.model.run_loader import control_model, first_rows
+    from mazesearch.model.gpt import load_gpt
     from mazesearch.report.explorer import explore, fit_future_path_probes, is_exact, pick_rows
 
     vocab = Vocab.from_json(vocab_path)
-    fit_mazes = read_mazes(mazes_dir / f"{spec.dataset}.parquet")
-    fit_tokens = read_tokens(tokens_dir / f"{spec.dataset}.parquet", vocab=vocab)
-    n = min(spec.n_mazes, len(fit_mazes))
-    if not np.array_equal(fit_mazes.maze_id[:n], fit_tokens.maze_id[:n]):
-        raise InputError(tokens_dir / f"{spec.dataset}.parquet", f"disagrees with data/mazes/{spec.dataset}.parquet",
-                         f"re-run `dvc repro tokenize@{spec.dataset}`")
-    fit_mazes, fit_tokens = fit_mazes.take(np.arange(n)), fit_tokens.take(np.arange(n))
+    fit_tokens, fit_mazes = first_rows("report", spec.dataset, spec.n_mazes, tokens_dir=tokens_dir,
+                                       mazes_dir=mazes_dir, vocab=vocab, clip=True)
 
     picked = []  # (suite, dataset, mazes, tokens, predicted tokens, exact flags)
     empty = []  # suites whose predictions file holds no maze
@@ -84,7 +80,7 @@ def build_explorer(params: Params, spec: ReportSpec, device, *, model_dir: Path,
         raise InputError(model_dir / "model_config.json", f"n_ctx {trained.cfg.n_ctx} is shorter than the "
                          f"explorer's longest sequence ({longest} tokens) and positions are learned")
     trained = with_context(trained, longest).eval()
-    control = GPT(trained.cfg, seed=spec.control_seed).to(device).eval()
+    control = control_model(trained, spec.control_seed)
     with torch.no_grad():
         bridges = {"trained": to_bridge(trained), "random_init": to_bridge(control)}
     probes, f1 = fit_future_path_probes(bridges, fit_mazes, fit_tokens, vocab.pad_id, C=spec.probe_C,
@@ -103,7 +99,7 @@ def build_explorer(params: Params, spec: ReportSpec, device, *, model_dir: Path,
         "n_layers": L, "n_heads": trained.cfg.n_heads, "style": scheme(),
         "layer_names": ["embedding"] + [f"after block {i}" for i in range(L)],
         "edges": {str(s["grid_n"]): edge_endpoints(s["grid_n"]).ravel().tolist() for s in suites},
-        "probe": {"target": "future_path", "dataset": spec.dataset, "n_mazes": n,
+        "probe": {"target": "future_path", "dataset": spec.dataset, "n_mazes": len(fit_mazes),
                   "f1": {k: [None if np.isnan(v) else round(float(v), 4) for v in vals] for k, vals in f1.items()}},
         "suites": suites,
     }

@@ -12,8 +12,8 @@ The rule (:func:`verdict`, printed on the page by :data:`RULE`):
 
 Some hypotheses count things rather than rates; each says how it maps onto the rule
 (faithfulness: fewer heads is better, the margin is two heads; reach: the number of maze moves
-decodable above control, where 0 contradicts and 2 or more supports lookahead beyond a
-neighbour).
+decodable above control by the linear or the MLP probe, the larger, where 0 contradicts and 2 or
+more supports lookahead beyond a neighbour).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ RULE = ("A hypothesis is supported when its score beats its control with non-ove
         "the control; contradicted when the control does at least as well (score ≤ control); open otherwise "
         "(ahead but within the margin or the intervals, or a number missing). Faithfulness counts heads (fewer "
         f"is better; supported with at least {HEAD_MARGIN} fewer than a random order); reach counts maze moves "
-        "decodable above control (0 contradicts, 1 is open, 2 or more supports).")
+        "decodable above control by the linear or the MLP probe, the larger (0 contradicts, 1 is open, 2 or "
+        "more supports).")
 SUPPORTED, CONTRADICTED, OPEN = "supported", "contradicted", "open"
 
 
@@ -172,16 +173,17 @@ def _heads(reports: Path) -> list[Finding]:
     m = _read(reports, "heads/metrics.json")
     if not isinstance(m, dict):
         return []
-    ci = {(r.get("hypothesis"), r.get("layer"), r.get("head")): (_num(r.get("ci_low")), _num(r.get("ci_high")))
+    ci = {(r.get("hypothesis"), r.get("layer"), r.get("head")): (_num(r.get("ci_low")), _num(r.get("ci_high")),
+                                                               _num(r.get("chance")))
           for r in _rows(reports, "heads/scores.csv")}
     out = []
     for hyp, d in m.items():
         if not isinstance(d, dict) or "score" not in d:
             continue
-        lo, hi = ci.get((hyp, str(d.get("layer")), str(d.get("head"))), (None, None))
+        lo, hi, chance = ci.get((hyp, str(d.get("layer")), str(d.get("head"))), (None, None, d.get("chance")))
         out.append(Finding(f"a head attends to {hyp.replace('_', ' ')} (top head L{d.get('layer')}H{d.get('head')})",
                            f"attention {_iv(d.get('score'), lo, hi)} vs random-init model's best head "
-                           f"{_f(d.get('control_best'))} (chance {_f(d.get('chance'))})",
+                           f"{_f(d.get('control_best'))} (chance {_f(chance)})",
                            verdict(d.get("score"), d.get("control_best"), lo, hi), "heads/metrics.json, heads/scores.csv"))
     return out
 
@@ -209,16 +211,24 @@ def _reach(reports: Path) -> list[Finding]:
     det = _read(reports, "reach/details.json")
     th = det.get("thresholds") if isinstance(det, dict) else None
     th = th if isinstance(th, dict) else {}
+    mlp = m.get("mlp_largest")  # the MLP probe's largest k over layers, per anchor (absent in older reports)
+    mlp = mlp if isinstance(mlp, dict) else {}
     out = []
     for anchor, layers in m.items():
+        if anchor == "mlp_largest":
+            continue
         ks = [v for v in (layers or {}).values() if _finite(v)] if isinstance(layers, dict) else []
         if not ks:
             continue
-        best = max(ks)
+        k_mlp = mlp.get(anchor) if _finite(mlp.get(anchor)) else None
+        # either probe's reach counts: both are gated on their lead over the controls
+        best = max(ks + ([k_mlp] if k_mlp is not None else []))
         v = CONTRADICTED if best == 0 else SUPPORTED if best >= 2 else OPEN
+        moves = lambda k: f"{k} move{'s' * (k != 1)}"  # noqa: E731
+        by_mlp = "" if k_mlp is None else f", MLP probe {moves(k_mlp)} (its gap over its own controls)"
         out.append(Finding(f"the model represents the maze several moves around the {anchor} (lookahead beyond a "
-                           "neighbour)", f"largest reach {best} move{'s' * (best != 1)} at any layer (decodable: "
-                           f"balanced accuracy ≥ {th.get('min_balanced_accuracy', '?')} and ≥ "
+                           "neighbour)", f"largest reach at any layer: linear probe {moves(max(ks))}{by_mlp} "
+                           f"(decodable: balanced accuracy ≥ {th.get('min_balanced_accuracy', '?')} and ≥ "
                            f"{th.get('min_selectivity', '?')} above the stronger control)", v, "reach/metrics.json"))
     return out
 

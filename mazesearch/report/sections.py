@@ -7,7 +7,7 @@ Reads (the stage that writes each in dvc.yaml is named in the page when a file i
     eval/summary.json, summary.png, pictures/<suite>.png       eval_summary, pictures -> evaluation
     eval/size.png, eval/size_plot.csv                          eval_summary -> size
     probes/metrics/*.json, details.json, *_f1.png              probes     -> probes
-    heads, geometry, logit_lens, dla, reach, dynamics          (same-named stages) -> interp
+    heads, geometry, logit_lens, dla, reach, clusters, parallel, dynamics (same-named stages) -> interp
     counterfactuals, patching, steering, faithfulness          (same-named stages) -> causal
     findings                                                   every one above -> findings (first)
 Nothing else: no params.yaml, and of the data files only what the stage passes in (each

@@ -1,5 +1,5 @@
 """The report's two interpretability sections (mazesearch.report.sections): "interp" (stages heads,
-geometry, logit_lens, dla, reach, dynamics) and "causal" (counterfactuals, patching, steering,
+geometry, logit_lens, dla, reach, clusters, parallel, dynamics) and "causal" (counterfactuals, patching, steering,
 faithfulness). Each stage is one sub-block: its headline numbers (``reports/<stage>/metrics.json``,
 plus a CSV or details.json where the headline lacks a control or an interval) beside their
 controls, then its picture(s). docs/interp.md defines every number."""
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 
-from mazesearch.report.sections_html import Ctx, Num, as_dict, caption, heading, interval, metric, num, rate, table
+from mazesearch.report.sections_html import (Ctx, Num, as_dict, caption, heading, interval, metric, num, rate, signed,
+                                             table)
 
 
 def _optional(ctx: Ctx, rel: str) -> dict:
@@ -40,10 +41,30 @@ def _heads(ctx: Ctx) -> str:
         score, lo, hi, chance, ratio, control = _floats(r, "score", "ci_low", "ci_high", "chance", "ratio", "control_score")
         out.append([hyp, f"L{r['layer']}H{r['head']}", Num(interval(score, lo, hi)), Num(rate(chance)), Num(num(ratio, 2)),
                     Num(rate(control)), Num(rate(ctrl_best.get(hyp)))])
-    n = _optional(ctx, "heads/metrics.json").get("n_mazes")
-    return _heads_table(out, n) + ctx.gallery([ctx.figure(f"heads/{h}.png", "heads", f"top head for {h}: attention "
-                                                         "on one maze, trained beside random-init")
-                                              for h in best if re.fullmatch(r"[A-Za-z0-9_-]+", h)])
+    metrics = _optional(ctx, "heads/metrics.json")
+    figures = [ctx.figure(f"heads/{h}.png", "heads", f"top head for {h}: attention on one maze, trained beside "
+                          "random-init") for h in best if re.fullmatch(r"[A-Za-z0-9_-]+", h)]
+    neck = ""
+    if "bottleneck" in metrics:  # older runs have no bottleneck attention
+        m = as_dict(metrics["bottleneck"] or {}, "bottleneck")
+        d = _optional(ctx, "heads/bottleneck.json")
+        t, c = (as_dict(d.get(k) or {}, k) for k in ("trained", "random"))
+
+        def head(x: dict) -> str:
+            return f"L{x['layer']}H{x['head']}" if "layer" in x else "–"
+
+        neck = table(f"Bottleneck attention (reports/heads/metrics.json bottleneck, bottleneck.csv; "
+                     f"{num(d.get('n_pairs'))} cell pairs)", ["measure", Num("trained"), Num("random-init"), Num("uniform")],
+                     [["bottleneck / matched attention, best head", Num(rate(m.get("ratio"), 2)),
+                       Num(rate(m.get("control_ratio"), 2)), Num("1.00")],
+                      ["best head (95% interval)", f"{head(t)} [{num(t.get('ci_low'))}, {num(t.get('ci_high'))}]",
+                       f"{head(c)} [{num(c.get('ci_low'))}, {num(c.get('ci_high'))}]", "–"]]) + caption(
+            "Attention from path tokens on the adjacency-list tokens of each maze's top-betweenness cells, over "
+            "that on matched non-bottleneck cells (same degree and path status, nearest list position); 1 for a "
+            "uniform head. Compare the trained best head with the random-init model's best head. docs/interp.md.")
+        figures.append(ctx.figure("heads/bottleneck.png", "heads", "bottleneck / matched attention per head, "
+                                  "trained beside random-init, and one maze's cells"))
+    return _heads_table(out, metrics.get("n_mazes")) + neck + ctx.gallery(figures)
 
 
 def _heads_table(rows: list, n_mazes) -> str:
@@ -56,23 +77,39 @@ def _heads_table(rows: list, n_mazes) -> str:
 
 def _geometry(ctx: Ctx) -> str:
     m = ctx.read_json("geometry/metrics.json")
-    details = _optional(ctx, "geometry/details.json")  # the best head per circuit, the cell count
+    details = _optional(ctx, "geometry/details.json")  # per circuit the chance and best head, the cell count
     best = as_dict((details.get("circuits") or {}).get("summary") or {}, "circuits.summary")
     sp = as_dict(m["spearman"], "spearman")
-    rows = [["Spearman ρ, embedding vs lattice distance (p)", Num(f"{num(sp.get('trained'))} ({num(sp.get('p_value'))})"),
-             Num(f"{num(sp.get('control'))} ({num(sp.get('control_p_value'))})"), Num("0")]]
+    eu = as_dict((details.get("embedding") or {}).get("euclidean") or {}, "embedding.euclidean")  # the p-values
+    p = {run: as_dict(eu.get(run) or {}, run).get("p_value") for run in ("trained", "random")}
+    rows = [["Spearman ρ, embedding vs lattice distance (p)", Num(f"{num(sp.get('trained'))} ({num(p['trained'])})"),
+             Num(f"{num(sp.get('control'))} ({num(p['random'])})"), Num("0")]]
     for circuit, label in (("qk", "QK"), ("ov_embed", "OV → embedding"), ("ov_unembed", "OV → logits")):
         c = as_dict(m[circuit], circuit)
-        rows.append([f"{label}: neighbour top-1, top lattice heads", Num(rate(c.get("top_heads"))),
-                     Num(rate(c.get("top_heads_control"))), Num(rate(c.get("chance")))])
         b = as_dict(best.get(circuit) or {}, circuit)
+        chance = Num(rate(b.get("chance", c.get("chance"))))  # older runs kept it in metrics.json
+        rows.append([f"{label}: neighbour top-1, top lattice heads", Num(rate(c.get("top_heads"))),
+                     Num(rate(c.get("top_heads_control"))), chance])
         rows.append([f"{label}: neighbour top-1, best head", Num(rate(b.get("best"))), Num(rate(b.get("best_control"))),
-                     Num(rate(c.get("chance")))])
-    return table(f"Cell-embedding geometry ({num(details.get('n_cells'))} cells; reports/geometry/metrics.json, "
-                 "details.json)",
-                 ["measure", Num("trained"), Num("random-init"), Num("chance")], rows) + ctx.gallery([
+                     chance])
+    out = [table(f"Cell-embedding geometry ({num(details.get('n_cells'))} cells; reports/geometry/metrics.json, "
+                 "details.json)", ["measure", Num("trained"), Num("random-init"), Num("chance")], rows)]
+    if "svd" in m:
+        svd = as_dict(m["svd"] or {}, "svd")
+        k = (details.get("svd") or {}).get("top_k") or "k"
+        out.append(table("SVD of the weights: lattice alignment of the top lattice heads' OV and QK (reports/geometry/"
+                         "metrics.json svd; every matrix in details.json)",
+                         ["measure", Num("trained"), Num("random-init"), Num("spectrum-matched")],
+                         [[f"max R² by row or column of the top-{k} singular directions, top lattice heads (mean of OV, QK)",
+                           *(Num(rate(svd.get(role))) for role in ("trained", "random_init", "spectrum_matched"))]])
+                   + caption("R²: the fraction of the centred cell embeddings' variance along the direction that "
+                             "the cell's row (or column) explains; spectrum-matched: the same singular values with "
+                             "random singular vectors, on the trained embeddings."))
+    return "\n".join(out) + ctx.gallery([
         ctx.figure("geometry/embedding_pca.png", "geometry", "cell embeddings on two principal components"),
-        ctx.figure("geometry/residual_pca.png", "geometry", "last-layer residual stream at path positions")])
+        ctx.figure("geometry/residual_pca.png", "geometry", "last-layer residual stream at path positions"),
+        ctx.figure("geometry/svd.png", "geometry", "SVD of the weights: lattice alignment of every matrix's top "
+                   "singular directions, trained, random-init, spectrum-matched")])
 
 
 def _lens(ctx: Ctx) -> str:
@@ -112,16 +149,90 @@ def _dla(ctx: Ctx) -> str:
 
 
 def _reach(ctx: Ctx) -> str:
-    m = ctx.read_json("reach/metrics.json")
-    anchors = list(m)
-    layers = list(dict.fromkeys(layer for a in anchors for layer in as_dict(m[a], a)))
-    th = _optional(ctx, "reach/details.json").get("thresholds") or {}
+    m = dict(as_dict(ctx.read_json("reach/metrics.json"), "reach metrics"))
+    mlp_max = as_dict(m.pop("mlp_largest", None) or {}, "mlp_largest")  # the MLP's headline: largest k over layers
+    anchors = list(dict.fromkeys(list(m) + list(mlp_max)))
+    layers = list(dict.fromkeys(layer for a in m for layer in as_dict(m[a], a)))
+    details = _optional(ctx, "reach/details.json")
+    th = as_dict(details.get("thresholds") or {}, "thresholds")
+    versions = as_dict(details.get("versions") or {}, "versions")
+
+    def mlp_k(anchor: str, layer: str):  # per layer from details.json (– when absent)
+        per = as_dict(as_dict(as_dict(versions.get(anchor) or {}, anchor).get("mlp") or {}, "mlp").get("layers")
+                      or {}, "layers")
+        return as_dict(per.get(layer) or {}, layer).get("reach")
+
     rule = (f" (largest k with balanced accuracy ≥ {num(th.get('min_balanced_accuracy'))} and ≥ "
-            f"{num(th.get('min_selectivity'))} above the stronger control)" if th else "")
-    return table(f"Reach per layer: maze moves around each anchor decodable above control{rule}; "
-                 "reports/reach/metrics.json", ["layer"] + [Num(a) for a in anchors],
-                 [[layer] + [Num(num(m[a].get(layer))) for a in anchors] for layer in layers]) + ctx.gallery(
-        [ctx.figure("reach/reach.png", "reach", "balanced accuracy per layer and k, trained beside both controls")])
+            f"{num(th.get('min_selectivity'))} above the stronger control; the MLP's lead is its gap over its "
+            "own random-init and permuted-label fits, never its raw score)" if th else "")
+    rows = [["linear", layer] + [Num(num(as_dict(m[a], a).get(layer) if a in m else None)) for a in anchors]
+            for layer in layers]
+    rows += [["MLP", layer] + [Num(num(mlp_k(a, layer))) for a in anchors] for layer in layers]
+    rows.append(["MLP", "largest over layers"] + [Num(num(mlp_max.get(a))) for a in anchors])
+    return table(f"Reach per layer: maze moves around each anchor decodable above control, by a linear probe "
+                 f"and by a small MLP{rule}; reports/reach/metrics.json, details.json", ["probe", "layer"]
+                 + [Num(a) for a in anchors], rows) + ctx.gallery(
+        [ctx.figure("reach/reach.png", "reach", "linear probe: balanced accuracy per layer and k, trained beside "
+                    "both controls"),
+         ctx.figure("reach/reach_mlp.png", "reach", "MLP probe: the same, beside its own controls")])
+
+
+def _clusters(ctx: Ctx) -> str:
+    m = ctx.read_json("clusters/metrics.json")  # {headline label: {trained, random_init, permuted}}
+    details = _optional(ctx, "clusters/details.json")
+    labels = as_dict(details.get("labels") or {}, "labels")
+    rows = []
+    for name in list(m) + [n for n in labels if n not in m]:  # the headline first, then the rest of details
+        d = as_dict(labels.get(name) or {}, name)
+        layer = d.get("best_layer")
+        per_layer = as_dict(d.get("layers") or {}, name)
+        s = as_dict(m[name] if name in m else per_layer.get(layer) or {}, name)
+        rows.append([name + (" (headline)" if name in m else ""), layer if isinstance(layer, str) else "–",
+                     Num(rate(d.get("chance")))] + [Num(signed(s.get(r))) for r in ("trained", "random_init", "permuted")])
+    method = as_dict(details.get("method") or {}, "method")
+    return table(f"Clustering of path-position residuals by a row label: {num(method.get('k'))}-NN purity (neighbours "
+                 "from other mazes only) minus chance, at each label's best layer (largest lead over the stronger "
+                 "control); reports/clusters/metrics.json, details.json",
+                 ["label", "best layer", Num("chance (purity)"), Num("trained"), Num("random-init"),
+                  Num("permuted labels")], rows) + caption(
+        "0 = chance. Permuted labels are shuffled across mazes: they measure chance with the same neighbours. "
+        "Every layer and the raw purities: reports/clusters/details.json and by_layer.csv.") + ctx.gallery(
+        [ctx.figure("clusters/maps.png", "clusters", "t-SNE per layer coloured by the headline label, trained above "
+                    "random-init")])
+
+
+def _parallel(ctx: Ctx) -> str:
+    m = as_dict(ctx.read_json("parallel/metrics.json").get("alternatives") or {}, "alternatives")
+    details = _optional(ctx, "parallel/details.json")
+    method = as_dict(details.get("method") or {}, "method")
+    k, best = str(method.get("k", "")), details.get("best_layer")
+    versions = as_dict(details.get("versions") or {}, "versions")
+    headline = {"alternatives": {"trained": m.get("trained"), "stronger_control": m.get("stronger_control")},
+                "ahead": {"trained": m.get("ahead")}}
+    rows = []
+    for name, what in (("alternatives", "alternatives (off the path, not yet passed)"), ("ahead", "true path ahead"),
+                       ("discarded", "branches already passed")):
+        d = as_dict(versions.get(name) or {}, name)
+        layer = as_dict(as_dict(d.get("layers") or {}, name).get(best) or {}, name)
+        at = {**as_dict(layer.get(k) or {}, name), **headline.get(name, {})}
+        shape = as_dict(d.get("shape") or {}, name)
+        rows.append([what + (" (headline)" if name == "alternatives" else "")]
+                    + [Num(rate(at.get(r))) for r in ("trained", "random_init", "permuted", "stronger_control")]
+                    + [shape.get("peak_layer") if isinstance(shape.get("peak_layer"), str) else "–",
+                       Num(signed(shape.get("peak_gap"))), Num(signed(shape.get("drop_after_peak"))),
+                       Num(num(shape["explore_then_discard"]) if "explore_then_discard" in shape else "–")])
+    at_best = " at the alternatives' best layer" + (f" ({best})" if isinstance(best, str) else "")
+    return table(f"Parallel paths: per-cell probes of the cells within {k or 'k'} moves of the current cell, test "
+                 f"balanced accuracy (mean over cells, 0.5 = chance){at_best}, beside both controls; then each "
+                 "version's gap over the stronger control at its peak layer and its drop to the last layer; "
+                 "reports/parallel/metrics.json, details.json",
+                 ["cells", Num("trained"), Num("random-init"), Num("permuted labels"), Num("stronger control"),
+                  "peak layer (gap)", Num("gap at peak"), Num("drop to last layer"), Num("explore, then discard")],
+                 rows) + caption(
+        "Explore, then discard: the gap over the stronger control peaks at an inner layer and falls by the last "
+        "(both by >= parallel.min_change). Every layer and k: reports/parallel/details.json and by_layer.csv."
+    ) + ctx.gallery([ctx.figure("parallel/parallel.png", "parallel", "per layer: alternatives, true path ahead and "
+                                "passed branches beside both controls; the gaps, peaks starred")])
 
 
 def _dynamics(ctx: Ctx) -> str:
@@ -145,6 +256,8 @@ def interp_parts(ctx: Ctx) -> list[str]:
              ("logit_lens", "Logit lens", ["logit_lens/metrics.json"], _lens),
              ("dla", "Direct logit attribution at forks", ["dla/metrics.json"], _dla),
              ("reach", "Reach per layer", ["reach/metrics.json"], _reach),
+             ("clusters", "Clustering per layer", ["clusters/metrics.json"], _clusters),
+             ("parallel", "Parallel paths", ["parallel/metrics.json"], _parallel),
              ("dynamics", "Training dynamics", ["dynamics/metrics.json"], _dynamics)]
     return [heading(f"interp-{stage}", title) + "\n" + ctx.block(rels, stage, lambda f=f: f(ctx))
             for stage, title, rels, f in parts]
@@ -167,20 +280,37 @@ def _counterfactuals(ctx: Ctx) -> str:
 
 def _patching(ctx: Ctx) -> str:
     m = ctx.read_json("patching/metrics.json")
+    det = _optional(ctx, "patching/details.json")
+    kinds = as_dict(det.get("kinds") or {}, "kinds")  # the layer and head names live in details.json
     rows = []
     for kind, d in m.items():
-        d = as_dict(d, kind)
+        d = {**as_dict(d, kind), **as_dict(kinds.get(kind) or {}, kind)}
         rows.append([kind, Num(num(d.get("n_pairs"))), Num(f"{num(d.get('ld_clean'))} / {num(d.get('ld_corrupt'))}"),
                      Num(num(d.get("control_gap"))), d.get("edit_carries_until") or "–", d.get("decision_from") or "–",
                      f"{d.get('top_head')} ({rate(d.get('top_head_noise_damage'))})"])
-    return table("Activation patching on pairs the model gets right both ways (reports/patching/metrics.json)",
+    paths = []
+    for p in det.get("paths") or []:
+        p = as_dict(p, "paths")
+        by, rnd = as_dict(p.get("by_input") or {}, "by_input"), as_dict(p.get("random") or {}, "random")
+        paths.append([p.get("kind"), p.get("path"), Num(rate(p.get("fraction"))),
+                      Num(" / ".join(rate(by.get(c)) for c in ("q", "k", "v"))),
+                      Num(f"{rate(rnd.get('mean'))} ± {rate(rnd.get('sd'))} (n={rnd.get('n')})"), Num(rate(rnd.get("above")))])
+    path_table = table("Path patching: the sender clean only as read by the receivers' q, k and v "
+                       "(reports/patching/details.json)",
+                       ["kind", "path", Num("restored"), Num("via q / k / v alone"), Num("random paths: mean ± sd"),
+                        Num("random paths restoring as much")], paths) + caption(
+        "Restored fraction of the clean–corrupt logit difference (1 = clean). Sender 'edit': the residual "
+        "stream at the edited tokens entering the receivers' block. The control: random paths of the same shape "
+        "(patching.path_random, patching.path_seed).") if paths else ""
+    return table("Activation patching on pairs the model gets right both ways (reports/patching/metrics.json, details.json)",
                  ["kind", Num("pairs"), Num("logit diff clean / corrupt"), Num("random-init gap"),
                   "edited tokens carry it until", "decision position from", "most necessary head (noising damage)"],
                  rows) + caption(
         "Restoring ≥ 0.5 of the normalised logit difference counts as carrying the decision; the random-init "
-        "control's logit-difference gap shows what an untrained model separates.") + ctx.gallery([
+        "control's logit-difference gap shows what an untrained model separates.") + path_table + ctx.gallery([
         ctx.figure("patching/resid.png", "patching", "residual-stream patching per layer and position group"),
-        ctx.figure("patching/heads.png", "patching", "per-head patching")])
+        ctx.figure("patching/heads.png", "patching", "per-head patching"),
+        ctx.figure("patching/paths.png", "patching", "path patching beside random paths")])
 
 
 def _steering(ctx: Ctx) -> str:

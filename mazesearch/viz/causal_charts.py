@@ -1,5 +1,5 @@
-"""Pictures of the causal stages: patching maps (layer x position group, layer x head), steering
-success against strength, faithfulness curves."""
+"""Pictures of the causal stages: patching maps (layer x position group, layer x head), path
+patching beside random paths, steering success against strength, faithfulness curves."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import numpy as np
 from matplotlib import colormaps
 
-from mazesearch.viz.figure import NAN_COLOUR, fitted_suptitle, new_figure, save
+from mazesearch.viz.figure import BAD_COLOUR, NAN_COLOUR, fitted_suptitle, new_figure, save
 
 
 def _annotated_map(ax, values: np.ndarray, rows: list[str], cols: list[str], vmin: float, vmax: float):
@@ -61,5 +61,36 @@ def render_curves(panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], o
         ax.set_ylabel(ylabel, fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    fitted_suptitle(fig, title)
+    save(fig, out_png)
+
+
+def render_paths(paths: dict[str, tuple[float, np.ndarray]], out_png: str | os.PathLike, *, title: str) -> None:
+    """One row per path (name -> (its restored fraction, the random paths' fractions [n])): the
+    random paths as grey dots (jittered by a fixed rule, not an RNG) and their mean as a grey bar,
+    the path itself as a red diamond; 0 = corrupt behaviour, 1 = clean."""
+    names = list(paths)
+    fig = new_figure(7.0, 0.55 * max(len(names), 1) + 1.6)
+    ax = fig.add_subplot(1, 1, 1)
+    for row, name in enumerate(names):
+        own, rand = paths[name]
+        rand = np.asarray(rand, dtype=float)
+        if len(rand):
+            jitter = (np.arange(len(rand)) % 5 - 2) * 0.06
+            ax.scatter(rand, row + jitter, s=12, color="#9a9a9a", label="random paths" if row == 0 else None)
+            ax.plot([rand.mean()] * 2, [row - 0.3, row + 0.3], color="#555555", linewidth=2,
+                    label="random mean" if row == 0 else None)
+        if np.isfinite(own):
+            ax.scatter([own], [row], s=60, marker="D", color=BAD_COLOUR, zorder=3, label="path" if row == 0 else None)
+    ax.axvline(0.0, color="black", linewidth=0.6)
+    ax.axvline(1.0, color="black", linewidth=0.6, linestyle="--")
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_ylim(max(len(names), 1) - 0.5, -0.5)
+    if not names:
+        ax.text(0.5, 0, "no path configured (patching.paths)", ha="center", va="center", fontsize=9)
+    ax.set_xlabel("restored fraction of the logit difference (1 = clean)", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    if names:
+        ax.legend(fontsize=7, loc="lower right")
     fitted_suptitle(fig, title)
     save(fig, out_png)
