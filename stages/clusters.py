@@ -21,8 +21,7 @@ import argparse
 import time
 from pathlib import Path
 
-from mazesearch.data.maze import read_mazes
-from mazesearch.interp.activation_store import ActivationStore, check_store_mazes
+from mazesearch.interp.activation_store import ActivationStore, open_checked_stores
 from mazesearch.io import atomic_dir, stage_main, write_json_atomic, write_text_atomic
 from mazesearch.params import load_params_or_exit, require_section
 
@@ -64,12 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     from mazesearch.interp.clusters import csv_table, headline, run_clusters
 
     t0 = time.perf_counter()
-    mazes_path = Path(args.mazes_dir) / f"{dataset}.parquet"
-    mazes = read_mazes(mazes_path)
-    acts = Path(args.activations_dir)
-    trained, random_init = open_store(acts / "trained"), open_store(acts / "random")
-    for store in (trained, random_init):  # both caches were made from this maze file
-        check_store_mazes(store, mazes.maze_id, mazes_path)
+    mazes, trained, random_init = open_checked_stores(args.mazes_dir, args.activations_dir, dataset, open_store)
     details, maps = run_clusters(mazes, trained, random_init, spec)
     metrics = headline(details)
     with atomic_dir(args.out_dir) as out:

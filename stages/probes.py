@@ -24,9 +24,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mazesearch.data.maze import read_mazes
 from mazesearch.params import ActivationsSpec, ProbesSpec, load_params_or_exit
-from mazesearch.interp.activation_store import ActivationStore, check_store_mazes
+from mazesearch.interp.activation_store import ActivationStore, open_checked_stores
 from mazesearch.interp.probes import run_probes
 from mazesearch.interp.probe_report import headline, write_reports
 from mazesearch.io import stage_main
@@ -51,12 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = params.probes or ProbesSpec()
     dataset = (params.activations or ActivationsSpec()).dataset
 
-    mazes = read_mazes(Path(args.mazes_dir) / f"{dataset}.parquet")
-    acts = Path(args.activations_dir)
-    trained, random_init = open_store(acts / "trained"), open_store(acts / "random")
-
-    for store in (trained, random_init):  # both caches were made from this maze file
-        check_store_mazes(store, mazes.maze_id, Path(args.mazes_dir) / f"{dataset}.parquet")
+    mazes, trained, random_init = open_checked_stores(args.mazes_dir, args.activations_dir, dataset, open_store)
     results, per_output_f1 = run_probes(mazes, trained, random_init, spec, progress=not args.quiet)
     write_reports(results, per_output_f1, mazes.grid_n, Path(args.out_dir))
 

@@ -31,8 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mazesearch.data.maze import read_mazes
-from mazesearch.interp.activation_store import ActivationStore, check_store_mazes
+from mazesearch.interp.activation_store import ActivationStore, open_checked_stores
 from mazesearch.io import atomic_dir, stage_main, write_json_atomic, write_text_atomic
 from mazesearch.params import ActivationsSpec, ProbesSpec, ReachSpec, load_params_or_exit
 
@@ -107,12 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     from mazesearch.interp.reach import csv_table, headline, run_reach
 
     t0 = time.perf_counter()
-    mazes_path = Path(args.mazes_dir) / f"{dataset}.parquet"
-    mazes = read_mazes(mazes_path)
-    acts = Path(args.activations_dir)
-    trained, random_init = open_store(acts / "trained"), open_store(acts / "random")
-    for store in (trained, random_init):  # both caches were made from this maze file
-        check_store_mazes(store, mazes.maze_id, mazes_path)
+    mazes, trained, random_init = open_checked_stores(args.mazes_dir, args.activations_dir, dataset, open_store)
     details = run_reach(mazes, trained, random_init, probes, spec)
     metrics = headline(details)
     with atomic_dir(args.out_dir) as out:

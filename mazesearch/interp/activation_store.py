@@ -130,3 +130,20 @@ class ActivationStore:
             raise InputError(path, f"activation layer file is {array.dtype} {list(array.shape)}, expected float16 "
                              f"[{len(self)}, width]", _HINT)
         return array
+
+
+def open_checked_stores(mazes_dir, activations_dir, dataset: str, open_store=None):
+    """``(mazes, trained, random_init)``: the mazes of ``dataset`` and the two caches the
+    activations stage wrote under ``activations_dir`` (``trained/``, ``random/``), each checked to
+    index those mazes (:func:`check_store_mazes`). ``open_store(path)``: the stage's seam (tests
+    hand in planted stores); by default :class:`ActivationStore`."""
+    from mazesearch.data.maze import read_mazes
+
+    open_store = open_store or ActivationStore
+    mazes_path = Path(mazes_dir) / f"{dataset}.parquet"
+    mazes = read_mazes(mazes_path)
+    acts = Path(activations_dir)
+    trained, random_init = open_store(acts / "trained"), open_store(acts / "random")
+    for store in (trained, random_init):  # both caches were made from this maze file
+        check_store_mazes(store, mazes.maze_id, mazes_path)
+    return mazes, trained, random_init

@@ -47,7 +47,7 @@ from threadpoolctl import threadpool_limits
 from mazesearch.data import solve
 from mazesearch.data.maze import MazeBatch, edge_endpoints
 from mazesearch.interp.labels import Label, _rows, emit_step
-from mazesearch.interp.probe_scores import binary_scores, nanmean
+from mazesearch.interp.probe_scores import binary_scores, nanmean, varies
 from mazesearch.interp.probes import (CONTROLS, FIT, TEST, _check_stores, _json_float, _plan, _void_controls,
                                       fit_logistic_multilabel, split_by_maze)
 from mazesearch.io import StageError
@@ -93,10 +93,6 @@ def version_labels(dist: np.ndarray, free: np.ndarray, kind: np.ndarray, k: int)
     return {"alternatives": alt, "ahead": (kind == 1) & near, "discarded": (kind == 2) & near & ~alt}
 
 
-def _varies(Y: np.ndarray) -> np.ndarray:
-    return Y.any(axis=0) & ~Y.all(axis=0)
-
-
 def masked_balanced_accuracy(Y: np.ndarray, P: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Per column ``[K]`` the balanced accuracy of ``P >= 0.5`` against ``Y`` over the entries where
     ``mask``; NaN where the masked entries hold one class only."""
@@ -112,7 +108,7 @@ def column_scores(X_fit, Y_fit, X_test, Y_test, near_test, C: float, max_iter: i
     rows (NaN where a column does not vary in the fit or the test rows); and the same restricted to
     the test entries of ``near_test`` ``bool [n_test, K]``."""
     out, near = np.full(Y_fit.shape[1], np.nan), np.full(Y_fit.shape[1], np.nan)
-    ok_fit = _varies(Y_fit)
+    ok_fit = varies(Y_fit)
     if not ok_fit.any() or len(X_test) == 0:
         return out, near
     X_fit = X_fit.astype(np.float64)
@@ -120,7 +116,7 @@ def column_scores(X_fit, Y_fit, X_test, Y_test, near_test, C: float, max_iter: i
     std[std < 1e-8] = 1.0
     W, b = fit_logistic_multilabel((X_fit - mean) / std, Y_fit[:, ok_fit], C, max_iter)
     P = scipy.special.expit(((X_test.astype(np.float64) - mean) / std) @ W + b)  # [n_test, ok_fit]
-    ok = _varies(Y_test[:, ok_fit])
+    ok = varies(Y_test[:, ok_fit])
     cols = np.flatnonzero(ok_fit)
     out[cols[ok]] = binary_scores(Y_test[:, cols[ok]], P[:, ok], Y_fit[:, cols[ok]].mean(axis=0) > 0.5)[
         "balanced_accuracy"]

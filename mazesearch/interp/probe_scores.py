@@ -64,3 +64,27 @@ def regression_scores(y: np.ndarray, yhat: np.ndarray, train_mean: float) -> dic
 def nanmean(a: np.ndarray) -> float:
     a = np.asarray(a, dtype=np.float64)
     return float(a[np.isfinite(a)].mean()) if np.isfinite(a).any() else math.nan
+
+
+def varies(Y: np.ndarray) -> np.ndarray:
+    """``bool [K]``: the columns of ``Y bool [n, K]`` that hold both values."""
+    return Y.any(axis=0) & ~Y.all(axis=0)
+
+
+def column_balanced_accuracy(X_fit, Y_fit, X_test, Y_test, predict) -> np.ndarray:
+    """Test balanced accuracy per column ``[K]`` of one multilabel probe, NaN where a column does
+    not vary in the fit or the test rows. Features are z-scored on the fit rows; ``predict(Z_fit
+    [n, d], Y_fit bool [n, K_fit], Z_test [m, d], cols bool [K_fit]) -> P [m, cols.sum()]`` fits
+    on the columns that vary in the fit rows and returns P(label) for those that also vary in the
+    test rows (the reach stage's linear and MLP probes share this rule)."""
+    out = np.full(Y_fit.shape[1], np.nan)
+    ok_fit = varies(Y_fit)
+    ok = ok_fit & varies(Y_test) if len(X_test) else np.zeros_like(ok_fit)
+    if not ok.any():
+        return out
+    X_fit = X_fit.astype(np.float64)
+    mean, std = X_fit.mean(axis=0), X_fit.std(axis=0)
+    std[std < 1e-8] = 1.0
+    P = predict((X_fit - mean) / std, Y_fit[:, ok_fit], (X_test.astype(np.float64) - mean) / std, ok[ok_fit])
+    out[ok] = binary_scores(Y_test[:, ok], P, Y_fit[:, ok].mean(axis=0) > 0.5)["balanced_accuracy"]
+    return out

@@ -37,7 +37,7 @@ from threadpoolctl import threadpool_limits
 from mazesearch.data import solve
 from mazesearch.data.maze import MazeBatch
 from mazesearch.interp.labels import Label, _rows
-from mazesearch.interp.probe_scores import binary_scores, nanmean
+from mazesearch.interp.probe_scores import binary_scores, column_balanced_accuracy, nanmean, varies
 from mazesearch.interp.probes import (CONTROLS, FIT, TEST, _check_stores, _json_float, _plan,
                                       _void_controls, fit_logistic_multilabel, split_sides)
 from mazesearch.interp.reach_mlp import ALPHA, mlp_scores
@@ -69,33 +69,21 @@ def within(dist: np.ndarray, ks: list[int]) -> np.ndarray:
     return np.concatenate([(dist >= 0) & (dist <= k) for k in ks], axis=1)
 
 
-def _varies(Y: np.ndarray) -> np.ndarray:
-    return Y.any(axis=0) & ~Y.all(axis=0)
-
-
 def column_scores(X_fit, Y_fit, X_test, Y_test, C: float, max_iter: int) -> np.ndarray:
     """Test balanced accuracy per column ``[K]`` of one multilabel logistic fit (as in stage
     probes: z-scored on the fit rows; NaN where a column does not vary in the fit or test rows)."""
-    out = np.full(Y_fit.shape[1], np.nan)
-    ok_fit = _varies(Y_fit)
-    ok = ok_fit & _varies(Y_test) if len(X_test) else np.zeros_like(ok_fit)
-    if not ok.any():
-        return out
-    X_fit = X_fit.astype(np.float64)
-    mean, std = X_fit.mean(axis=0), X_fit.std(axis=0)
-    std[std < 1e-8] = 1.0
-    W, b = fit_logistic_multilabel((X_fit - mean) / std, Y_fit[:, ok_fit], C, max_iter)
-    cols = ok[ok_fit]
-    P = scipy.special.expit(((X_test.astype(np.float64) - mean) / std) @ W[:, cols] + b[cols])
-    out[ok] = binary_scores(Y_test[:, ok], P, Y_fit[:, ok].mean(axis=0) > 0.5)["balanced_accuracy"]
-    return out
+    def logistic(Z_fit, Y, Z_test, cols):
+        W, b = fit_logistic_multilabel(Z_fit, Y, C, max_iter)
+        return scipy.special.expit(Z_test @ W[:, cols] + b[cols])
+
+    return column_balanced_accuracy(X_fit, Y_fit, X_test, Y_test, logistic)
 
 
 def anchor_only_scores(anchor_fit, Y_fit, anchor_test, Y_test, n_cells: int) -> np.ndarray:
     """Balanced accuracy per column of the lookup P(label | anchor cell) from the fit rows
     (unseen anchors: the column's fit mean); same column rule as :func:`column_scores`."""
     out = np.full(Y_fit.shape[1], np.nan)
-    ok = _varies(Y_fit) & _varies(Y_test) if len(Y_test) else np.zeros(Y_fit.shape[1], bool)
+    ok = varies(Y_fit) & varies(Y_test) if len(Y_test) else np.zeros(Y_fit.shape[1], bool)
     if not ok.any():
         return out
     counts = np.bincount(anchor_fit, minlength=n_cells).astype(np.float64)

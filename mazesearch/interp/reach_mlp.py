@@ -24,40 +24,28 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
-from mazesearch.interp.probe_scores import binary_scores
+from mazesearch.interp.probe_scores import column_balanced_accuracy
 
 # Weight decay of the MLP (fixed, not a param): small enough that a planted XOR is learnt in
 # ~100 L-BFGS steps, large enough that the weights stay bounded on columns it cannot fit.
 ALPHA = 1e-3
 
 
-def _varies(Y: np.ndarray) -> np.ndarray:
-    return Y.any(axis=0) & ~Y.all(axis=0)
-
-
 def mlp_column_scores(X_fit, Y_fit, X_test, Y_test, hidden: int, max_iter: int, seed: int) -> np.ndarray:
     """Test balanced accuracy per column ``[K]`` of one multilabel MLP fit on ``X_fit [n, d]``,
     ``Y_fit bool [n, K]``, scored on ``X_test``, ``Y_test``; the column rule of the linear
     probe (NaN where a column does not vary in the fit or the test rows)."""
-    out = np.full(Y_fit.shape[1], np.nan)
-    ok_fit = _varies(Y_fit)
-    ok = ok_fit & _varies(Y_test) if len(X_test) else np.zeros_like(ok_fit)
-    if not ok.any():
-        return out
-    X_fit = X_fit.astype(np.float64)
-    mean, std = X_fit.mean(axis=0), X_fit.std(axis=0)
-    std[std < 1e-8] = 1.0
-    Y = Y_fit[:, ok_fit].astype(np.int8)
-    single = Y.shape[1] == 1  # sklearn reads one column as a binary task: [n] in, [n, 2] out
-    net = MLPClassifier((hidden,), solver="lbfgs", alpha=ALPHA, max_iter=max_iter, random_state=seed)
-    with warnings.catch_warnings():  # few iterations on purpose: not converging is the plan
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        net.fit((X_fit - mean) / std, Y[:, 0] if single else Y)
-    P = net.predict_proba((X_test.astype(np.float64) - mean) / std)  # [n_test, K_fit] (or [n_test, 2])
-    P = P[:, 1:] if single else P
-    cols = ok[ok_fit]
-    out[ok] = binary_scores(Y_test[:, ok], P[:, cols], Y_fit[:, ok].mean(axis=0) > 0.5)["balanced_accuracy"]
-    return out
+    def mlp(Z_fit, Y_bool, Z_test, cols):
+        Y = Y_bool.astype(np.int8)
+        single = Y.shape[1] == 1  # sklearn reads one column as a binary task: [n] in, [n, 2] out
+        net = MLPClassifier((hidden,), solver="lbfgs", alpha=ALPHA, max_iter=max_iter, random_state=seed)
+        with warnings.catch_warnings():  # few iterations on purpose: not converging is the plan
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            net.fit(Z_fit, Y[:, 0] if single else Y)
+        P = net.predict_proba(Z_test)  # [n_test, K_fit] (or [n_test, 2])
+        return (P[:, 1:] if single else P)[:, cols]
+
+    return column_balanced_accuracy(X_fit, Y_fit, X_test, Y_test, mlp)
 
 
 def mlp_scores(plan, values: np.ndarray, stores: dict, layers: list[str], hidden: int, max_iter: int,
