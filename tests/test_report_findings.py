@@ -56,12 +56,18 @@ def test_each_stage_gives_its_finding(tmp_path):
         ("faithfulness/metrics.json", CONTRADICTED),  # 16 heads ranked vs 15 random: no fewer
         ("reach/metrics.json", OPEN), ("reach/metrics.json", SUPPORTED),  # target reaches 1, current 2
         ("steering/metrics.json", SUPPORTED),  # mean-diff 0.664 of 128 vs random 0.0
+        ("heads/bottleneck.json", OPEN),  # 1.19 [1.03, 1.38] vs 1.10 [1.03, 1.18]: intervals overlap
+        ("geometry/metrics.json", SUPPORTED),  # SVD 0.82 vs the stronger control 0.55 (spectrum-matched)
+        ("clusters/metrics.json", SUPPORTED),  # 0.288 vs 0.022 / 0.004
+        ("parallel/metrics.json", SUPPORTED),  # 0.64 vs 0.53
+        ("parallel/details.json", CONTRADICTED),  # the alternatives' gap peaks at the last layer
+        ("patching/metrics.json", SUPPORTED),  # L0H1 -> L2H1 restores 0.41 vs random paths 0.03
     ], got
     walls = next(f for f in found if "walls" in f.source)
     assert walls.evidence.startswith("balanced accuracy 0.63 vs random-init 0.78")  # the issue's example
     assert "L3H2" in next(f for f in found if f.source.startswith("heads")).hypothesis
     assert "[0.70, 0.74]" in next(f for f in found if f.source.startswith("heads")).evidence
-    steer = found[-1]
+    steer = next(f for f in found if f.source.startswith("steering"))
     assert steer.hypothesis.startswith("the target is carried at its token")
     assert re.match(r"mean-difference retargeting 0\.66 \[0\.\d\d, 0\.\d\d\] of ceiling 0\.76 vs same-norm random "
                     r"0\.00 \[0\.00, 0\.03\]", steer.evidence), steer.evidence
@@ -106,9 +112,29 @@ def test_findings_come_first_on_the_page_with_their_rule(tmp_path):
     sections, _ = build_sections(reports, {"train": ("wilson", 7)})
     assert sections[0].id == "findings" and sections[0].present
     html = sections[0].html
-    assert "8 hypotheses" in html and "4 supported, 3 contradicted, 1 open" in html
+    assert "14 hypotheses" in html and "8 supported, 4 contradicted, 2 open" in html
     assert esc("The rule: " + RULE) in html  # the rule is said on the page
-    assert html.count('<tr class="contradicted">') == 3
+    assert html.count('<tr class="contradicted">') == 4
     # the Data table reads the generator of a dataset no suite evaluates from data/mazes
     data = sections[1].html
     assert re.search(r"<tr><td>train</td><td>wilson</td><td class=\"num\">7</td>", data)
+
+
+def test_plan_instruments_compare_with_their_stronger_control(tmp_path):
+    """Issue 29's instruments: the stronger control decides, and patching reads its headline path."""
+    files = dict(FILES)
+    files["geometry/metrics.json"] = {**FILES["geometry/metrics.json"],
+                                      "svd": {"trained": 0.50, "random_init": 0.20, "spectrum_matched": 0.55}}
+    files["clusters/metrics.json"] = {"fork": {"trained": 0.10, "random_init": 0.12, "permuted": 0.0}}
+    files["parallel/metrics.json"] = {"alternatives": {"trained": 0.60, "stronger_control": 0.58, "ahead": 0.7}}
+    files["parallel/details.json"] = {"versions": {"alternatives": {"shape": {
+        "peak_layer": "blocks.1.hook_resid_post", "drop_after_peak": 0.04, "explore_then_discard": True}}}}
+    files["patching/details.json"] = {**FILES.get("patching/details.json", {}), "paths": [
+        {"kind": "wall_move", "path": "L0H1 -> L2H1"}, {"kind": "wall_move", "path": "edit -> L0H1"}]}
+    found = {f.source: f for f in collect(write_tree(tmp_path / "reports", files))}
+    assert found["geometry/metrics.json"].verdict == CONTRADICTED  # 0.50 < spectrum-matched 0.55
+    assert found["clusters/metrics.json"].verdict == CONTRADICTED  # 0.10 < random-init 0.12
+    assert "by fork" in found["clusters/metrics.json"].hypothesis
+    assert found["parallel/metrics.json"].verdict == OPEN  # ahead by 0.02 < the margin
+    assert found["parallel/details.json"].verdict == SUPPORTED
+    assert "(L0H1 -> L2H1)" in found["patching/metrics.json"].hypothesis  # the kind's first path

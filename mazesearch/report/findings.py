@@ -13,7 +13,8 @@ The rule (:func:`verdict`, printed on the page by :data:`RULE`):
 Some hypotheses count things rather than rates; each says how it maps onto the rule
 (faithfulness: fewer heads is better, the margin is two heads; reach: the number of maze moves
 decodable above control by the linear or the MLP probe, the larger, where 0 contradicts and 2 or
-more supports lookahead beyond a neighbour).
+more supports lookahead beyond a neighbour; explore-then-discard is the parallel stage's yes/no
+shape flag). The issue-29 instruments compare with the stronger of their controls.
 """
 
 from __future__ import annotations
@@ -254,12 +255,67 @@ def _steering(reports: Path) -> list[Finding]:
                     verdict(s, c, lo, hi, clo, chi), "steering/metrics.json")]
 
 
+def _plan_instruments(reports: Path) -> list[Finding]:
+    """The research plan's remaining hypotheses (issue 29): each read from its stage's files."""
+    out = []
+    b = _read(reports, "heads/bottleneck.json")
+    if isinstance(b, dict) and isinstance(b.get("trained"), dict) and isinstance(b.get("random"), dict):
+        t, r = b["trained"], b["random"]
+        out.append(Finding(f"bottleneck cells get more attention than matched cells (top head L{t.get('layer')}H{t.get('head')})",
+                           f"bottleneck / matched mass {_iv(t.get('ratio'), t.get('ci_low'), t.get('ci_high'))} vs "
+                           f"random-init model's best head {_iv(r.get('ratio'), r.get('ci_low'), r.get('ci_high'))}",
+                           verdict(t.get("ratio"), r.get("ratio"), t.get("ci_low"), t.get("ci_high"), r.get("ci_low"),
+                                   r.get("ci_high")), "heads/bottleneck.json"))
+    g = _read(reports, "geometry/metrics.json")
+    s = g.get("svd") if isinstance(g, dict) else None
+    if isinstance(s, dict):
+        control = max((v for v in (s.get("random_init"), s.get("spectrum_matched")) if _finite(v)), default=None)
+        out.append(Finding("the top heads' singular directions are laid out like the lattice (rows or columns)",
+                           f"SVD lattice alignment {_f(s.get('trained'))} vs random-init {_f(s.get('random_init'))}, "
+                           f"spectrum-matched {_f(s.get('spectrum_matched'))}", verdict(s.get("trained"), control),
+                           "geometry/metrics.json"))
+    c = _read(reports, "clusters/metrics.json")
+    for label, d in (c.items() if isinstance(c, dict) else []):
+        if isinstance(d, dict):
+            control = max((v for v in (d.get("random_init"), d.get("permuted")) if _finite(v)), default=None)
+            out.append(Finding(f"path-position residuals cluster by {label.replace('_', ' ')}",
+                               f"kNN purity over chance {_f(d.get('trained'), 3)} vs random-init "
+                               f"{_f(d.get('random_init'), 3)}, permuted {_f(d.get('permuted'), 3)}",
+                               verdict(d.get("trained"), control), "clusters/metrics.json"))
+    p = _read(reports, "parallel/metrics.json")
+    a = p.get("alternatives") if isinstance(p, dict) else None
+    if isinstance(a, dict):
+        out.append(Finding("cells on alternative branches not yet passed are represented",
+                           f"balanced accuracy {_f(a.get('trained'))} vs stronger control {_f(a.get('stronger_control'))} "
+                           f"(true path ahead {_f(a.get('ahead'))})", verdict(a.get("trained"), a.get("stronger_control")),
+                           "parallel/metrics.json"))
+        shape = (((_read(reports, "parallel/details.json") or {}).get("versions") or {}).get("alternatives") or {}).get(
+            "shape") or {}
+        flag = shape.get("explore_then_discard")
+        out.append(Finding("alternatives are explored, then discarded (their gap over control peaks at an inner layer)",
+                           f"peak at {shape.get('peak_layer')}, drop to the last layer {_f(shape.get('drop_after_peak'))}",
+                           OPEN if flag is None else SUPPORTED if flag else CONTRADICTED, "parallel/details.json"))
+    pm = _read(reports, "patching/metrics.json")
+    paths: dict = {}  # a kind's first path is its headline
+    for d in (_read(reports, "patching/details.json") or {}).get("paths") or []:
+        if isinstance(d, dict):
+            paths.setdefault(d.get("kind"), d.get("path"))
+    for kind, d in (pm.items() if isinstance(pm, dict) else []):
+        if isinstance(d, dict) and "path_fraction" in d:
+            out.append(Finding(f"{kind}: the patched heads form a circuit ({paths.get(kind, 'the configured path')})",
+                               f"path patching restores {_f(d.get('path_fraction'))} of the logit difference vs random "
+                               f"paths {_f(d.get('random_path_fraction'))}",
+                               verdict(d.get("path_fraction"), d.get("random_path_fraction")), "patching/metrics.json"))
+    return out
+
+
 def collect(reports: Path, train_side: int | None = None) -> list[Finding]:
     """Every finding whose inputs exist, in page order. ``train_side``: the largest training maze's
     side (for "one size up"); None leaves that hypothesis out."""
     reports = Path(reports)
     out: list[Finding] = []
-    for part in (_solves, lambda r: _generalises(r, train_side), _probes, _heads, _faithfulness, _reach, _steering):
+    for part in (_solves, lambda r: _generalises(r, train_side), _probes, _heads, _faithfulness, _reach, _steering,
+                 _plan_instruments):
         try:  # a malformed file leaves its hypotheses out; its own section says it could not read it
             out += part(reports)
         except (ValueError, TypeError, KeyError, AttributeError, IndexError):
