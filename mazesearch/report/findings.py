@@ -239,7 +239,8 @@ def _steering(reports: Path) -> list[Finding]:
     d = m.get("target_move") if isinstance(m, dict) else None
     if not isinstance(d, dict):
         return []
-    n = d.get("n_pairs")
+    summary = ((_read(reports, "steering/details.json") or {}).get("summary") or {}).get("target_move") or {}
+    n = d.get("n_pairs", summary.get("n_pairs"))  # the headline leaves the pair count to details.json
     if "mean_diff_success" in d:
         s, c = d.get("mean_diff_success"), d.get("mean_diff_random_success")
         (lo, hi), (clo, chi) = rate_interval(s, n), rate_interval(c, n)
