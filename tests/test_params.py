@@ -234,7 +234,7 @@ def _stage_params(raw):
         else:
             entries, body = [None], stage
         for entry in entries:
-            keys = []
+            keys = list(raw) if "params.yaml" in body.get("deps", []) else []  # the whole file: every key
             for item in body.get("params", []):
                 if isinstance(item, dict) and list(item.values()) == [None]:  # `- params.yaml:` = every key
                     keys += list(raw)

@@ -1,10 +1,14 @@
 """End-to-end: `dvc repro` on the tiny profile in a temporary git repo.
 
 Checks that the pipeline runs, that a second `dvc repro` is a no-op (dvc.lock unchanged), that
-a forced rerun of every stage gives byte-identical outputs, that changing a key reruns exactly
-the stages that read it (and only stages downstream of those), that editing a library module
-reruns exactly the stages whose code deps cover it, that deleting checkpoints/ retrains nothing,
-and that `dvc exp run -S` overrides a key of every stage family.
+changing a key marks the stages that read it (and only stages downstream of those) and reruns
+them, that editing a library module marks exactly the stages whose code deps cover it, that
+deleting checkpoints/ retrains nothing, that `dvc exp run -S` overrides a key of every stage
+family, and that a rerun of every stage from scratch gives byte-identical outputs.
+
+Time is the budget here (this file is `make test`'s critical path): a full tiny repro costs
+about 4 minutes, so the file runs three (the first, the exp run, the rerun from scratch) and
+reads the rest from `dvc status`.
 """
 
 import os
@@ -33,7 +37,11 @@ def _run(args, cwd, **kw):
 
 
 def _repro(repo):
-    out = _run([sys.executable, "-m", "dvc", "repro"], repo)
+    return _repro_args(repo)
+
+
+def _repro_args(repo, *args):
+    out = _run([sys.executable, "-m", "dvc", "repro", *args], repo)
     return set(re.findall(r"Running stage '([^']+)'", out)), out
 
 
@@ -50,6 +58,20 @@ def _set_param(repo, dotted, value):
 
 def _suites(repo):
     return yaml.safe_load((repo / "params.yaml").read_text())["evaluate"]["suites"]
+
+
+def _changed(repo) -> set[str]:
+    """Stages `dvc status` calls changed (their own deps, params or outs): what `dvc repro` runs
+    first; stages downstream of them follow only if their inputs come out different."""
+    import json
+
+    out = _run([sys.executable, "-m", "dvc", "status", "--json"], repo)
+    return set(json.loads(out[out.index("{"):out.rindex("}") + 1]))
+
+
+def _restore_params(repo):
+    committed = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=repo, capture_output=True, check=True).stdout
+    (repo / "params.yaml").write_bytes(committed)
 
 
 def _stage_names(repo):
@@ -201,21 +223,6 @@ def test_plots_are_drawn_once_each_with_fields_their_data_has(repo):
     assert {"trained", "random_init", "permuted"} <= {v for r in by_layer for v in r.values()}  # both controls
 
 
-def test_forced_rerun_gives_identical_bytes(repo):
-    """Every stage again from scratch: dvc.lock records every output's md5, so an unchanged
-    dvc.lock means every output came out byte-identical (same machine)."""
-    lock = (repo / "dvc.lock").read_bytes()
-    files = sorted((repo / "data").rglob("*.parquet")) + [repo / "data" / "vocab.json"]
-    before = {f: f.read_bytes() for f in files}
-    shutil.rmtree(repo / "checkpoints", ignore_errors=True)
-    _run([sys.executable, "-m", "dvc", "repro", "-f"], repo)
-    for f in files:
-        assert f.read_bytes() == before[f], f"{f} changed on an identical rerun"
-    assert (repo / "dvc.lock").read_bytes() == lock
-    ran, out = _repro(repo)
-    assert ran == set(), out
-
-
 def test_the_report_page_shows_every_stage_and_works_offline(repo):
     """reports/index.html after the tiny run: every section present, the explorer's suites, and
     the page in headless Chromium (tests/browser.py: offline, no errors, images decode, clicks redraw)."""
@@ -248,25 +255,22 @@ def _deps_cover(repo, path: str) -> set[str]:
 
 
 def test_editing_a_library_module_reruns_exactly_its_stages(repo):
-    """Code deps are subpackages: a comment in evaluation/metrics.py reruns the stages that import
-    mazesearch.evaluation (every evaluate@<suite>, and eval_summary for evaluation/summary.py);
-    nothing else, and no downstream stage, since the outputs come out byte-identical."""
+    """Code deps are subpackages: a comment in evaluation/metrics.py marks as changed exactly the
+    stages that import mazesearch.evaluation (every evaluate@<suite>, eval_summary, ...) and no data
+    stage. `dvc status` reads what `dvc repro` would rerun first, without running it; the forced
+    rerun in the exp-run test below shows that reruns come out byte-identical."""
     target = "mazesearch/evaluation/metrics.py"
     expected = _deps_cover(repo, target)
     assert {s for s in _stage_names(repo) if s.startswith("evaluate@")} <= expected
     assert not expected & {"train", "activations", "probes"} and not any(s.startswith(("generate", "tokenize")) for s in expected)
-    lock = (repo / "dvc.lock").read_text()
     path = repo / target
-    path.write_text(path.read_text() + "\n# an edit that changes no behaviour\n")
-    ran, out = _repro(repo)
-    assert ran == expected, out
-    _commit(repo, "edit a library comment")
-    ran, out = _repro(repo)
-    assert ran == set(), out
-    new_lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    old_lock = yaml.safe_load(lock)["stages"]
-    for name in expected:  # only the code hash changed: every output is byte-identical
-        assert new_lock[name]["outs"] == old_lock[name]["outs"], name
+    original = path.read_text()
+    path.write_text(original + "\n# an edit that changes no behaviour\n")
+    try:
+        assert _changed(repo) == expected
+    finally:
+        path.write_text(original)
+    assert _changed(repo) == set()
 
 
 def _downstream(repo, changed_stages):
@@ -287,56 +291,75 @@ def _downstream(repo, changed_stages):
     "key,value,readers",
     [
         ("tokenizer.seed", 7, ("tokenize@",)),
-        ("datasets.test.seed", 33, ("generate@test", "tokenize@test")),
+        ("datasets.test.seed", 33, ("generate@test",)),
         ("train.lr", 0.002, ("train",)),
         ("evaluate.baseline_seed", 1, ("evaluate@",)),
         ("activations.control_seed", 99, ("activations", "dynamics")),
-        ("probes.C", 0.5, ("probes", "dynamics", "reach", "steering")),
-        ("evaluate.n_pictures", 3, ("pictures",)),
     ],
 )
-def test_changing_a_key_reruns_only_downstream(repo, key, value, readers):
-    """`readers` name (by prefix) the stages that read `key`: they must rerun; besides them only
-    stages downstream of them may rerun (DVC skips those whose inputs come out byte-identical)."""
+def test_changing_a_key_marks_only_its_readers(repo, key, value, readers):
+    """`readers` name (by prefix) stages that read `key` directly: `dvc status` must call them
+    changed, and nothing outside the stages downstream of them (validate reads every key). The
+    record alone: the two tests below run a change through `dvc repro`."""
     must_run = {s for s in _stage_names(repo) if s.startswith(readers)}
     _set_param(repo, key, value)
+    try:
+        changed = _changed(repo)
+    finally:
+        _restore_params(repo)
+    assert must_run | {"validate"} <= changed
+    assert changed <= _downstream(repo, must_run) | {"validate"}, changed - _downstream(repo, must_run)
+    if key.startswith(("tokenizer.", "train.")):
+        assert not any(s.startswith(("generate", "vocab")) for s in changed)
+    assert _changed(repo) == set()
+
+
+@pytest.mark.parametrize(
+    "key,value,expected",
+    [
+        # dynamics, reach and steering fit probes with the same settings
+        ("probes.C", 0.5, {"validate", "probes", "dynamics", "reach", "steering", "report"}),
+        ("evaluate.n_pictures", 3, {"validate", "pictures", "report"}),  # no rollout reruns
+    ],
+)
+def test_changing_a_key_reruns_only_downstream(repo, key, value, expected):
+    """A change run through `dvc repro`: its readers rerun, validate's output comes out
+    byte-identical so nothing else downstream of it reruns, and a second repro is a no-op."""
+    _set_param(repo, key, value)
     ran, out = _repro(repo)
-    # validate reads every key; its output does not change, so nothing downstream of it reruns
-    allowed = _downstream(repo, must_run) | {"validate"}
-    assert must_run | {"validate"} <= ran, out
-    assert ran <= allowed, f"ran outside the downstream set: {ran - allowed}"
-    if key.startswith("tokenizer."):
-        assert not any(s.startswith(("generate", "vocab")) for s in ran)
-    if key.startswith("probes."):  # dynamics, reach and steering fit probes with the same settings
-        assert ran == {"validate", "probes", "dynamics", "reach", "steering", "report"}
-    if key == "evaluate.n_pictures":  # pictures are drawn apart: no rollout reruns
-        assert ran == {"validate", "pictures", "report"}, out
+    assert ran == expected, out
+    if key == "evaluate.n_pictures":
         assert len(list((repo / "reports" / "eval" / "pictures").glob("*.png"))) == len(_suites(repo))
     _commit(repo, f"change {key}")
     ran, out = _repro(repo)
     assert ran == set(), out
-    if key == "train.lr":  # a retrained model: `dvc metrics diff` shows per-suite changes
-        diff = _run([sys.executable, "-m", "dvc", "metrics", "diff", "HEAD~1", "--all"], repo)
-        assert "reports/eval/suites/test.json" in diff and "model_exact" in diff, diff
-        assert "reports/train/metrics.json" in diff, diff
 
 
-def test_dvc_exp_run_overrides_a_key_of_every_family(repo):
+def test_dvc_exp_run_overrides_a_key_of_every_family_and_a_rerun_gives_identical_bytes(repo):
     """`dvc exp run -S section.key=value` works for keys that only had schema defaults before
-    (every key is written out in params.yaml); `dvc exp show` lists the values it used."""
+    (every key is written out in params.yaml); `dvc exp show` lists the values it used and `dvc
+    metrics diff` the per-suite changes. Then, back at the committed params, `dvc repro
+    --no-run-cache` reruns from scratch every stage the overrides touched, and the rest are
+    forced: dvc.lock records every output's md5, so an unchanged dvc.lock means every stage's
+    outputs came out byte-identical (same machine). One full rerun serves both checks."""
+    import json
+
+    lock = (repo / "dvc.lock").read_bytes()
+    files = sorted((repo / "data").rglob("*.parquet")) + [repo / "data" / "vocab.json"]
+    before = {f: f.read_bytes() for f in files}
     overrides = {
-        "datasets.test.min_path_len": 2,
+        "datasets.train.seed": 5,  # every generate@ stage lists datasets.train
         "tokenizer.edge_order": "sorted",
         "model.d_mlp": 48,
         "train.weight_decay": 0.05,
         "evaluate.n_pictures": 2,
         "activations.control_seed": 7,
-        "probes.C": 0.5,
+        "probes.C": 0.25,
     }
     args = [a for k, v in overrides.items() for a in ("-S", f"{k}={v}")]
     out = _run([sys.executable, "-m", "dvc", "exp", "run", *args], repo)
-    assert "Running stage 'probes'" in out and "Running stage 'train'" in out, out
-    import json
+    ran = set(re.findall(r"Running stage '([^']+)'", out))
+    assert {"probes", "train", "report"} <= ran and {s for s in ran if s.startswith("generate@")}, out
 
     shown = json.loads(_run([sys.executable, "-m", "dvc", "exp", "show", "--json"], repo))
     text = json.dumps(shown)
@@ -348,6 +371,10 @@ def test_dvc_exp_run_overrides_a_key_of_every_family(repo):
         for part in key.split("."):
             node = node[part]
         assert node == value, key
+    # a retrained model: `dvc metrics diff` shows per-suite changes against the commit
+    diff = _run([sys.executable, "-m", "dvc", "metrics", "diff", "--all"], repo)
+    assert "reports/eval/suites/test.json" in diff and "model_exact" in diff, diff
+    assert "reports/train/metrics.json" in diff, diff
     # README's readable `dvc exp show`: only the kept columns (one experiment, model.d_mlp changed)
     readme = (ROOT / "README.md").read_text()
     keep = re.search(r"--keep '([^']+)'", readme).group(1)
@@ -355,6 +382,19 @@ def test_dvc_exp_run_overrides_a_key_of_every_family(repo):
     header = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
     assert header[0] == "Experiment" and "model.positional" in header and "train.seed" in header, table
     assert {"reports/eval/suites/test.json:model_exact"} <= set(header) and len(header) <= 6, table
+
+    _restore_params(repo)
+    shutil.rmtree(repo / "checkpoints", ignore_errors=True)
+    reran, out = _repro_args(repo, "--no-run-cache")
+    assert ran <= reran, ran - reran
+    rest = sorted(_stage_names(repo) - reran)  # vocab, and any stage whose inputs came out unchanged
+    assert "vocab" in rest and "train" not in rest
+    _run([sys.executable, "-m", "dvc", "repro", "-f", "-s", *rest], repo)
+    for f in files:
+        assert f.read_bytes() == before[f], f"{f} changed on an identical rerun"
+    assert (repo / "dvc.lock").read_bytes() == lock
+    ran, out = _repro(repo)
+    assert ran == set(), out
 
 
 def _outputs(repo) -> dict[Path, bytes]:
