@@ -64,7 +64,7 @@ def main() -> None:
     m = result.metrics
     timing = {"wall_s": round(result.wall_s, 1), "resumed_from": result.resumed_from,
               "tokens_per_s": round(result.tokens_per_s), "padding_frac": round(result.padding_frac, 4),
-              "device": str(result.device)}
+              "device": str(result.device), "bf16": result.bf16}
     write_text_atomic(Path(args.checkpoint_dir) / "timing.json", json.dumps(timing, indent=2) + "\n")
     distributed.finish(dist)
     print(

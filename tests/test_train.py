@@ -306,6 +306,23 @@ def test_cpu_bf16_autocast_trains_close_to_float32(data, vocab):
     assert abs(bf16.metrics["val_loss"] - fp32.metrics["val_loss"]) <= 0.02 * fp32.metrics["val_loss"]
 
 
+@pytest.mark.parametrize("avx512_bf16,amx", [(False, False), (True, False), (False, True)])
+def test_bf16_auto_follows_the_cpus_native_bf16(monkeypatch, data, vocab, avx512_bf16, amx):
+    """train.bf16: auto autocasts only where the CPU multiplies bf16 natively (torch's checks,
+    planted here): an AVX2-only CPU trains in float32, bit for bit the `bf16: false` run."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    native = avx512_bf16 or amx
+    assert train_mod.resolve_bf16("auto", "cpu") is native
+    assert train_mod.resolve_bf16(True, "cpu") is True and train_mod.resolve_bf16(False, "cpu") is False
+    short = dict(max_steps=3, warmup_steps=1, eval_every=100)
+    auto = train(MODEL, spec(bf16="auto", **short), tokens := data[0], data[1], vocab, progress=False)
+    same = train(MODEL, spec(bf16=native, **short), tokens, data[1], vocab, progress=False)
+    assert auto.bf16 is native and weights_sha(auto.model) == weights_sha(same.model)
+    with pytest.raises(ValueError):
+        spec(bf16="sometimes")
+
+
 def test_snapshots_at_even_steps_and_a_resumed_run_writes_the_same(data, vocab, tmp_path):
     """train.n_snapshots: weights at evenly spaced steps under the checkpoint dir; the last is the
     final model; a run killed between snapshots and resumed writes byte-identical snapshots."""

@@ -105,6 +105,24 @@ def model_config(spec: ModelSpec, n_ctx: int, d_vocab: int) -> ModelConfig:
     )
 
 
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether ``device`` multiplies bf16 natively: CUDA with bf16, or a CPU with AMX or
+    AVX512-BF16 (torch's own CPU checks). Without it CPU autocast is emulated: on an AVX2-only
+    EPYC the default's training ran about 8x slower in bf16 than planned (issue 26)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    return False
+
+
+def resolve_bf16(setting: bool | str, device: torch.device | str) -> bool:
+    """``train.bf16``: true / false as given; ``auto``: :func:`native_bf16`."""
+    return native_bf16(device) if setting == "auto" else bool(setting)
+
+
 def autocast(device: torch.device | str, bf16: bool):
     """bf16 autocast for the forward pass (weights, optimizer and loss stay float32). On CPU it
     pays only where the CPU has native bf16 matmuls (AMX / AVX512-BF16: ~1.2x per step on this
@@ -286,6 +304,7 @@ class TrainResult:
     tokens_per_s: float  # training-loop throughput in this process (0.0 if no step ran)
     device: torch.device  # where it ran (train.device resolved)
     padding_frac: float = 0.0  # share of computed input positions that were padding (this process)
+    bf16: bool = False  # whether bf16 autocast ran (train.bf16 resolved)
 
 
 def train(
@@ -326,6 +345,9 @@ def train(
         model, LookaheadHeads(cfg.d_model, cfg.d_vocab, ts.lookahead, model_spec.seed).to(device))
     optimizer = make_optimizer(trainable, ts.lr, ts.weight_decay, ts.beta1, ts.beta2, fused_ok=device.type == "cuda")
     fingerprint = run_fingerprint(model_spec, ts, cfg, device, train_tokens, val_tokens, vocab)
+    bf16 = resolve_bf16(ts.bf16, device)
+    if main and ts.bf16 == "auto":
+        print(f"train: bf16 auto -> {'bf16 autocast' if bf16 else 'float32'} on {device}")
 
     log = RunLog(live_dir if main else None)
     step, tokens_seen, window = 0, 0, [0.0, 0]  # window: summed loss and steps since last row
@@ -372,7 +394,7 @@ def train(
             pos = random_positions(ts.seed, step, len(rows), width, max_position)
             pos = pos if dist is None else pos[dist.rank :: dist.world]
             batch.positions = torch.from_numpy(np.ascontiguousarray(pos[:, : batch.inputs.shape[1]])).to(device)
-        loss = train_step(train_model, optimizer, batch, ts.grad_clip, ts.bf16, dist, ts.lookahead_weight)
+        loss = train_step(train_model, optimizer, batch, ts.grad_clip, bf16, dist, ts.lookahead_weight)
         step += 1
         n_tokens = batch.n_tokens if dist is None else int(batcher.lengths[rows].sum())  # the global batch's
         tokens_seen += n_tokens
@@ -392,7 +414,7 @@ def train(
             window, t_window, tok_window = [0.0, 0], time.perf_counter(), 0
             loss_window.zero_()
         if main and (step % ts.eval_every == 0 or step == ts.max_steps):
-            val = evaluate_teacher_forced(model, val_tokens, quick_val, pad_id, ts.batch_size, ts.loss_on, device, ts.bf16)
+            val = evaluate_teacher_forced(model, val_tokens, quick_val, pad_id, ts.batch_size, ts.loss_on, device, bf16)
             log.log("val", step, loss=val["loss"], path_loss=val["path_loss"],
                     exact_path=val["exact_path"], path_token_acc=val["path_token_acc"])
         if step in snap_at:  # before the resume state, so a resumed run never misses one
@@ -409,10 +431,10 @@ def train(
     throughput = (tokens_seen - tokens_at_start) / loop_s if step > resumed_from else 0.0
     padding = 1.0 - real / computed if computed else 0.0
     if not main:  # the other processes only computed: rank 0 evaluates and writes
-        return TrainResult(model, cfg, log, {}, resumed_from, time.perf_counter() - t0, throughput, device, padding)
+        return TrainResult(model, cfg, log, {}, resumed_from, time.perf_counter() - t0, throughput, device, padding, bf16)
 
     final = evaluate_teacher_forced(
-        model, val_tokens, np.arange(len(val_tokens)), pad_id, ts.batch_size, ts.loss_on, device, ts.bf16
+        model, val_tokens, np.arange(len(val_tokens)), pad_id, ts.batch_size, ts.loss_on, device, bf16
     )
     metrics = {
         "train_loss": log.last("train")["loss"],
@@ -423,7 +445,7 @@ def train(
         "steps": step,
         "tokens_seen": tokens_seen,
     }
-    return TrainResult(model, cfg, log, metrics, resumed_from, time.perf_counter() - t0, throughput, device, padding)
+    return TrainResult(model, cfg, log, metrics, resumed_from, time.perf_counter() - t0, throughput, device, padding, bf16)
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):

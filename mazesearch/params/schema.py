@@ -109,7 +109,9 @@ class ModelSpec(_Strict):
 
 class TrainSpec(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    bf16: bool = False  # bf16 autocast of the forward pass (CUDA, or CPUs with native bf16)
+    # bf16 autocast of the forward pass; auto: where the device multiplies bf16 natively (CUDA with
+    # bf16, CPUs with AMX / AVX512-BF16), since elsewhere it is emulated and several times slower
+    bf16: bool | Literal["auto"] = False
     batch_size: int = Field(gt=0)
     max_steps: int = Field(gt=0)
     lr: float = Field(gt=0.0)
