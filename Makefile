@@ -35,7 +35,7 @@ browser:
 	@chromium --version 2>/dev/null
 
 test: install browser
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile  # a file's tests share one worker: test_pipeline's repo fixture is per worker
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder  # a file's tests share one worker (test_pipeline's repo fixture); conftest puts the longest file first
 
 # Re-pin constraints.txt from a fresh venv built from pyproject.toml alone.
 lock:
