@@ -295,12 +295,13 @@ def _downstream(repo, changed_stages):
         ("train.lr", 0.002, ("train",)),
         ("evaluate.baseline_seed", 1, ("evaluate@",)),
         ("activations.control_seed", 99, ("activations", "dynamics")),
+        ("probes.C", 0.5, ("probes", "dynamics", "reach", "steering")),  # they fit probes alike
     ],
 )
 def test_changing_a_key_marks_only_its_readers(repo, key, value, readers):
     """`readers` name (by prefix) stages that read `key` directly: `dvc status` must call them
     changed, and nothing outside the stages downstream of them (validate reads every key). The
-    record alone: the two tests below run a change through `dvc repro`."""
+    record alone: the test below runs a change through `dvc repro`."""
     must_run = {s for s in _stage_names(repo) if s.startswith(readers)}
     _set_param(repo, key, value)
     try:
@@ -311,20 +312,21 @@ def test_changing_a_key_marks_only_its_readers(repo, key, value, readers):
     assert changed <= _downstream(repo, must_run) | {"validate"}, changed - _downstream(repo, must_run)
     if key.startswith(("tokenizer.", "train.")):
         assert not any(s.startswith(("generate", "vocab")) for s in changed)
+    if key.startswith("probes."):  # exactly the stages that fit probes
+        assert changed == {"validate", "probes", "dynamics", "reach", "steering"}, changed
     assert _changed(repo) == set()
 
 
 @pytest.mark.parametrize(
     "key,value,expected",
     [
-        # dynamics, reach and steering fit probes with the same settings
-        ("probes.C", 0.5, {"validate", "probes", "dynamics", "reach", "steering", "report"}),
         ("evaluate.n_pictures", 3, {"validate", "pictures", "report"}),  # no rollout reruns
     ],
 )
 def test_changing_a_key_reruns_only_downstream(repo, key, value, expected):
-    """A change run through `dvc repro`: its readers rerun, validate's output comes out
-    byte-identical so nothing else downstream of it reruns, and a second repro is a no-op."""
+    """A change run through `dvc repro` (the cheapest: pictures only): its readers rerun,
+    validate's output comes out byte-identical so nothing else downstream of it reruns, and a
+    second repro is a no-op."""
     _set_param(repo, key, value)
     ran, out = _repro(repo)
     assert ran == expected, out
