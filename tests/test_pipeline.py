@@ -431,8 +431,7 @@ def test_a_bad_value_stops_the_run_before_any_output_is_touched(repo, command):
     assert [p for p in before if after[p] != before[p]] == []
     # the README's recovery. Not `git checkout HEAD -- params.yaml`: after a failed `dvc exp run`
     # git's index can call the edited file unchanged, and checkout then skips it
-    committed = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=repo, capture_output=True, check=True).stdout
-    (repo / "params.yaml").write_bytes(committed)
+    _restore_params(repo)
     state = _run(["git", "log", "--oneline", "-3"], repo) + _run(["git", "status", "--short"], repo)
     assert yaml.safe_load((repo / "params.yaml").read_text())["datasets"]["train"]["grid_n"] != 1, state + text
     ran, out = _repro(repo)

@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
 
     loaders = _loaders()
     doc = {"machine": machine_info(), "repeats": args.repeats, "c_parser": "safe_c" in loaders, "files": {}}
+    lock_stages = None
     for name in FILES:
         path = Path(args.root) / name
         if not path.is_file():
@@ -66,13 +67,12 @@ def main(argv: list[str] | None = None) -> None:
         if "safe_c" in entry and entry["safe_c"] > 0:
             entry["pure_over_c"] = round(entry["safe_pure"] / entry["safe_c"], 2)
         doc["files"][name] = entry
+        if name == "dvc.lock":
+            lock_stages = len((loaders.get("safe_c", loaders["safe_pure"])(text) or {}).get("stages", {}))
     lock = doc["files"].get("dvc.lock")
     if lock:
-        import yaml
-
-        n_stages = len((yaml.safe_load((Path(args.root) / "dvc.lock").read_text()) or {}).get("stages", {}))
-        doc["lock_stages"] = n_stages
-        doc["round_trip_s_per_full_repro"] = round(lock["round_trip"] * n_stages, 1)
+        doc["lock_stages"] = lock_stages
+        doc["round_trip_s_per_full_repro"] = round(lock["round_trip"] * lock_stages, 1)
     write_report(args.out, doc)
     for name, entry in doc["files"].items():
         print(f"{name}: {entry}")

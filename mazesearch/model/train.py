@@ -18,7 +18,6 @@ the optimizer, the step and the logged rows to resume bit-exactly.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -37,7 +36,7 @@ from mazesearch.io import InputError, atomic_path
 from mazesearch.model import distributed
 from mazesearch.model.batches import DataOrder, DeviceBatcher, LMBatch, make_lm_batch
 from mazesearch.model.runlog import RunLog
-from mazesearch.model.device import resolve_device, set_threads
+from mazesearch.model.device import autocast, resolve_bf16, resolve_device, set_threads
 from mazesearch.model.gpt import GPT, ModelConfig, save_checkpoint
 from mazesearch.model.objectives import (LookaheadHeads, WithLookahead, lookahead_loss, random_positions,
                                           target_weights)
@@ -103,34 +102,6 @@ def model_config(spec: ModelSpec, n_ctx: int, d_vocab: int) -> ModelConfig:
         d_mlp=spec.d_mlp, act_fn=spec.act_fn, normalization=spec.normalization,
         positional=spec.positional, n_ctx=n_ctx, d_vocab=d_vocab,
     )
-
-
-def native_bf16(device: torch.device | str) -> bool:
-    """Whether ``device`` multiplies bf16 natively: CUDA with bf16, or a CPU with AMX or
-    AVX512-BF16 (torch's own CPU checks). Without it CPU autocast is emulated: on an AVX2-only
-    EPYC the default's training ran about 8x slower in bf16 than planned (issue 26)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-    return False
-
-
-def resolve_bf16(setting: bool | str, device: torch.device | str) -> bool:
-    """``train.bf16``: true / false as given; ``auto``: :func:`native_bf16`."""
-    return native_bf16(device) if setting == "auto" else bool(setting)
-
-
-def autocast(device: torch.device | str, bf16: bool):
-    """bf16 autocast for the forward pass (weights, optimizer and loss stay float32). On CPU it
-    pays only where the CPU has native bf16 matmuls (AMX / AVX512-BF16: ~1.2x per step on this
-    project's machine, docs/performance.md); elsewhere it is emulated and slower."""
-    device = torch.device(device)
-    if bf16 and device.type in ("cuda", "cpu"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def train_step(
