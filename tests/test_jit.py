@@ -132,8 +132,10 @@ print(json.dumps({"seeds": seeds, "hits": hits, "cache": str(jit.CACHE_DIR)}))
 
 
 def _probe(pkg_root: Path, **env) -> dict:
+    """Run _PROBE on the package under ``pkg_root``, its user cache under ``pkg_root/xdg``."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
-    environ.update(PYTHONPATH=str(pkg_root), NUMBA_NUM_THREADS="1", **env)
+    environ.update(PYTHONPATH=str(pkg_root), NUMBA_NUM_THREADS="1", XDG_CACHE_HOME=str(pkg_root / "xdg"))
+    environ.update(env)
     done = subprocess.run([sys.executable, "-c", _PROBE], env=environ, cwd=pkg_root,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -146,7 +148,7 @@ def test_editing_a_helper_in_another_file_recompiles_the_kernel(tmp_path):
     shutil.copytree(PACKAGE, tmp_path / "mazesearch", ignore=shutil.ignore_patterns("__pycache__"))
     first = _probe(tmp_path)
     again = _probe(tmp_path)
-    assert Path(first["cache"]).is_relative_to(tmp_path / "mazesearch" / "__pycache__")
+    assert Path(first["cache"]).parent == tmp_path / "xdg" / "mazesearch"  # the user cache
     assert again == {**first, "hits": again["hits"]} and again["hits"] >= 1  # unchanged: cached
 
     rng_py = tmp_path / "mazesearch" / "data" / "rng.py"
@@ -160,3 +162,21 @@ def test_editing_a_helper_in_another_file_recompiles_the_kernel(tmp_path):
 
     user_root = tmp_path / "user_cache"  # a user-set NUMBA_CACHE_DIR is the root
     assert Path(_probe(tmp_path, NUMBA_CACHE_DIR=str(user_root))["cache"]).parent == user_root
+
+
+def test_copies_at_other_paths_load_each_others_kernels(tmp_path):
+    """Two copies of the package (a queued experiment's workspace, a test's repo) with one user
+    cache: the second loads the kernel the first compiled (numba's own hit counter), because
+    the cache entry is keyed on the file's place in the package and its bytes, not its path."""
+    for copy in ("a", "b"):
+        shutil.copytree(PACKAGE, tmp_path / copy / "mazesearch", ignore=shutil.ignore_patterns("__pycache__"))
+    shared = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    first = _probe(tmp_path / "a", **shared)
+    second = _probe(tmp_path / "b", **shared)
+    assert first["hits"] == 0 and second["hits"] >= 1, (first, second)
+    assert first["seeds"] == second["seeds"] and first["cache"] == second["cache"]
+
+    unwritable = tmp_path / "not_a_dir"  # a file: the user cache cannot be made under it
+    unwritable.write_text("")
+    fallback = _probe(tmp_path / "a", XDG_CACHE_HOME=str(unwritable))
+    assert Path(fallback["cache"]).parent == tmp_path / "a" / "mazesearch" / "__pycache__"

@@ -9,13 +9,19 @@ this module (the kernel files, found by scanning the package for ``mazesearch.da
 imports, plus this file). Editing any kernel file changes the salt, so every kernel is
 recompiled once into a fresh directory; nothing compiled from older sources is ever loaded.
 
+Inside that directory a kernel is filed under its file's place in the package (``data/``) and
+checked against its file's bytes (:class:`PackageCacheLocator`), not under its absolute path as
+numba files it: copies of the same sources elsewhere (a second checkout, the temporary workspace
+of a queued ``dvc exp run``, a test's temporary repo) load each other's compiled kernels instead
+of spending ~40 s compiling them again.
+
 Where: ``<root>/mazesearch-numba-<salt>/``, where ``<root>`` is ``$NUMBA_CACHE_DIR`` when the user
-set it (numba's config), else ``mazesearch/__pycache__`` beside the package (per checkout, gone
-with the checkout, skipped by git and DVC), else ``$XDG_CACHE_HOME/mazesearch`` (default
-``~/.cache/mazesearch``) when the package directory is read-only. Only the :data:`KEEP` most
-recently used salted directories under a root are kept; older ones are deleted on import (a
-process still compiling into a deleted one just recreates it). With no writable root, kernels
-are compiled in every process (``cache=False``: ~25 s to compile every kernel of the package).
+set it (numba's config), else ``$XDG_CACHE_HOME/mazesearch`` (default ``~/.cache/mazesearch``,
+shared by every checkout), else ``mazesearch/__pycache__`` beside the package when the user
+cache is not writable. Only the :data:`KEEP` most recently used salted directories under a root
+are kept; older ones are deleted on import (a process still compiling into a deleted one just
+recreates it). With no writable root, kernels are compiled in every process (``cache=False``:
+~25 s to compile every kernel of the package).
 
 Kernels may read globals only from kernel files (files that import this module): a constant
 from any other file is frozen into the compiled code without being part of the salt.
@@ -33,6 +39,7 @@ from pathlib import Path
 
 import numba
 from numba.core import config as _numba_config
+from numba.core.caching import UserProvidedCacheLocator
 
 # One thread runtime per process. numba's default parallel backend here is OpenMP (TBB is not
 # installed) and torch ships its own OpenMP runtime: a process that ran a parallel kernel before
@@ -84,12 +91,12 @@ def _writable(root: Path) -> bool:
 
 
 def _cache_root() -> Path | None:
-    """The first writable of: $NUMBA_CACHE_DIR, mazesearch/__pycache__, the user cache dir."""
+    """The first writable of: $NUMBA_CACHE_DIR, the user cache dir, mazesearch/__pycache__."""
     if _numba_config.CACHE_DIR:  # the user's choice (env var or numba config file)
         candidates = [Path(_numba_config.CACHE_DIR)]
     else:
         user = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mazesearch"
-        candidates = [PACKAGE_DIR / "__pycache__", user]
+        candidates = [user, PACKAGE_DIR / "__pycache__"]
     return next((root for root in candidates if _writable(root)), None)
 
 
@@ -125,17 +132,39 @@ SALT = source_salt()
 CACHE_DIR: Path | None = _setup()  # None: no writable cache location, kernels are not cached
 
 
+class PackageCacheLocator(UserProvidedCacheLocator):
+    """numba's locator for a user-set cache directory, with two keys changed for mazesearch's
+    kernels: the path under the salted directory is the kernel file's folder inside the package
+    (``data``), not a hash of its absolute path, and the source stamp is a hash of the file's
+    bytes, whatever numba's own stamp is. Same bytes at another path: same cache entry. A file
+    outside the package keeps numba's own layout."""
+
+    def __init__(self, py_func, py_file):
+        super().__init__(py_func, py_file)
+        try:
+            folder = Path(py_file).resolve().parent.relative_to(PACKAGE_DIR)
+        except ValueError:
+            return
+        self._cache_path = os.path.join(_numba_config.CACHE_DIR, "package", *folder.parts)
+
+    def get_source_stamp(self):
+        return hashlib.sha256(Path(self._py_file).read_bytes()).hexdigest()
+
+
 @contextlib.contextmanager
 def _numba_cache_dir(path: Path):
-    """numba's locator reads ``config.CACHE_DIR`` when a cached dispatcher is created (its
-    ``UserProvidedCacheLocator`` then stores the path), so set it only around the decoration:
-    other libraries' numba functions in the process keep their own cache location."""
-    before = _numba_config.CACHE_DIR
+    """numba's locator reads ``config.CACHE_DIR`` and ``config.CACHE_LOCATOR_CLASSES`` when a
+    cached dispatcher is created, and stores the path it picked, so set both only around the
+    decoration: other libraries' numba functions in the process keep their own cache location.
+    An older numba ignores the locator setting and files kernels by absolute path: still
+    correct, only not shared between copies."""
+    before = _numba_config.CACHE_DIR, getattr(_numba_config, "CACHE_LOCATOR_CLASSES", None)
     _numba_config.CACHE_DIR = str(path)
+    _numba_config.CACHE_LOCATOR_CLASSES = f"{__name__}.{PackageCacheLocator.__name__}"
     try:
         yield
     finally:
-        _numba_config.CACHE_DIR = before
+        _numba_config.CACHE_DIR, _numba_config.CACHE_LOCATOR_CLASSES = before
 
 
 def njit(fn=None, **options):
