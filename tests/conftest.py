@@ -5,7 +5,7 @@ import pytest
 from helpers import one_torch_thread
 
 # `make test` runs files on two xdist workers (--dist loadfile). The end-to-end file is the longest
-# by far (three full tiny repros); xdist's default hands out files by test count, which could
+# by far (two full tiny repros and a partial one); xdist's default hands out files by test count, which could
 # start it last, after the other worker had already run out of files. Collected first, with
 # --no-loadscope-reorder, it starts at once and the other worker takes every other file meanwhile.
 LONGEST_FIRST = ("test_pipeline.py",)
