@@ -31,19 +31,30 @@ from mazesearch.params import load_params_or_exit, require_section
 from stages._run_args import model_run_parser
 
 
-def read_ranking(path: str, n_layers: int, n_heads: int) -> list[tuple[int, int]]:
+def read_head_rows(path: str) -> list[dict[str, str]]:
+    """The rows of patching's head table (kind, layer, head, noise), read before the model is
+    loaded so that a bad table fails in a second, not after the slow imports."""
+    try:
+        rows = list(csv.DictReader(io.StringIO(open(path).read())))
+        for r in rows:
+            r["kind"], r["layer"], r["head"], r["noise"]  # noqa: B018 (a missing column: KeyError)
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(path, f"cannot read the head patching table ({exc})", "re-run `dvc repro patching`") from None
+    if not rows:
+        raise InputError(path, "no head scores in it", "re-run `dvc repro patching`")
+    return rows
+
+
+def ranking_of(path: str, rows: list[dict[str, str]], n_layers: int, n_heads: int) -> list[tuple[int, int]]:
     from mazesearch.interp.patching import head_ranking
 
     try:
-        rows = list(csv.DictReader(io.StringIO(open(path).read())))
         noise: dict[str, np.ndarray] = {}
         for r in rows:
             grid = noise.setdefault(r["kind"], np.full((n_layers, n_heads), np.nan))
             grid[int(r["layer"]), int(r["head"])] = float(r["noise"]) if r["noise"] not in ("", "None") else np.nan
-    except (OSError, KeyError, ValueError, IndexError) as exc:
+    except (KeyError, ValueError, IndexError) as exc:
         raise InputError(path, f"cannot read the head patching table ({exc})", "re-run `dvc repro patching`") from None
-    if not noise:
-        raise InputError(path, "no head scores in it", "re-run `dvc repro patching`")
     return head_ranking(list(noise.values()))  # heads without a score rank last, in model order
 
 
@@ -54,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
 
     params = load_params_or_exit(args.params)
     spec = require_section(params, "faithfulness", "faithfulness")
+    head_rows = read_head_rows(args.heads)
     from mazesearch.interp import faithfulness as faith
     from mazesearch.interp.intervene import head_means
     from mazesearch.interp.run_inputs import load_inputs
@@ -67,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
                       mazes_dir=args.mazes_dir, vocab_path=args.vocab)
     model = run.gpt
     L, H = model.cfg.n_layers, model.cfg.n_heads
-    ranking = read_ranking(args.heads, L, H)
+    ranking = ranking_of(args.heads, head_rows, L, H)
     control = faith.random_ranking(L, H, spec.control_seed)
     vocab, n = run.vocab, run.mazes.grid_n
     prompts = [run.tokens.prompt(i) for i in range(len(run.tokens))]

@@ -52,20 +52,22 @@ def main(argv: list[str] | None = None) -> None:
 
     params = load_params_or_exit(args.params)
     spec = require_section(params, "patching", "patching")
+    from mazesearch.data.tokens import Vocab
+    from mazesearch.interp.counterfactuals import read_pairs
+
+    t0 = time.perf_counter()
+    vocab = Vocab.from_json(args.vocab)
+    pairs = read_pairs(args.pairs)  # InputError naming the file, before the slow imports below
+
     import torch
 
-    from mazesearch.data.tokens import Vocab
     from mazesearch.interp import path_patching, patching
     from mazesearch.interp.bridge import to_bridge
-    from mazesearch.interp.counterfactuals import read_pairs
     from mazesearch.interp.forks import cell_tokens
     from mazesearch.model.run_loader import control_model
     from mazesearch.model.gpt import load_gpt
     from mazesearch.viz.causal_charts import render_paths, render_patching
 
-    t0 = time.perf_counter()
-    vocab = Vocab.from_json(args.vocab)
-    pairs = read_pairs(args.pairs)  # InputError naming the file
     device = stage_device(spec, "patching")
     trained = load_gpt(args.model_dir, device=device, vocab=vocab, vocab_path=args.vocab)
     with torch.no_grad():

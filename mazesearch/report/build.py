@@ -36,12 +36,7 @@ def build_explorer(params: Params, spec: ReportSpec, device, *, model_dir: Path,
     if params.tokenizer.coord != "unary" or any(suite_tokenizer(params, s)["coord"] != "unary" for s in spec.suites):
         return None, "The explorer draws cells named by one token each: it needs tokenizer.coord = unary."
 
-    import torch
-
-    from mazesearch.model.gpt import with_context
-    from mazesearch.interp.bridge import to_bridge  # imports transformer_lens: slow
     from mazesearch.model.run_loader import control_model, first_rows
-    from mazesearch.model.gpt import load_gpt
     from mazesearch.report.explorer import explore, fit_future_path_probes, is_exact, pick_rows
 
     vocab = Vocab.from_json(vocab_path)
@@ -74,6 +69,11 @@ def build_explorer(params: Params, spec: ReportSpec, device, *, model_dir: Path,
         exact = is_exact(preds["exact_path"].to_numpy()[rows]).tolist()
         longest = max([longest] + [int(tokens.prompt_len[i]) + len(p) for i, p in enumerate(predicted)])
         picked.append((suite, dataset, mazes, tokens, predicted, exact))
+
+    import torch  # (after the predictions are read: a bad file fails before the slow imports)
+
+    from mazesearch.interp.bridge import to_bridge  # imports transformer_lens: slow
+    from mazesearch.model.gpt import load_gpt, with_context
 
     trained = load_gpt(model_dir, device=device, vocab=vocab, vocab_path=vocab_path)
     if longest > trained.cfg.n_ctx and trained.cfg.positional == "learned":
