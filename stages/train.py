@@ -23,7 +23,8 @@ from mazesearch.data.tokens import Vocab, read_tokens
 from mazesearch.io import StageError, atomic_dir, stage_main, write_text_atomic
 from mazesearch.model import distributed
 from mazesearch.model.gpt import save_checkpoint
-from mazesearch.model.train import SNAPSHOTS, clear_training_state, train
+from mazesearch.model.checkpoints import SNAPSHOTS, clear_training_state
+from mazesearch.model.train import train
 from mazesearch.params import load_params_or_exit, require_section
 
 

@@ -12,6 +12,7 @@ import torch
 
 from helpers import dfs3_token_sets
 from mazesearch.io import InputError
+from mazesearch.model import checkpoints
 from mazesearch.model import train as train_mod
 from mazesearch.model.gpt import GPT, ModelConfig
 from mazesearch.params import ModelSpec, TrainSpec
@@ -181,7 +182,7 @@ def test_checkpoint_of_another_run_is_ignored(data, vocab, tmp_path):
 
 def test_damaged_checkpoint_is_an_error_not_a_silent_restart(data, vocab, tmp_path):
     tokens, val = data
-    path = tmp_path / train_mod.CHECKPOINT_FILE
+    path = tmp_path / checkpoints.CHECKPOINT_FILE
     train(MODEL, spec(max_steps=5), tokens, val, vocab, checkpoint_dir=tmp_path, progress=False)
     good = path.read_bytes()
     for bad in (b"not a checkpoint", good[: len(good) // 2]):  # random bytes; a truncated file
@@ -327,7 +328,7 @@ def test_snapshots_at_even_steps_and_a_resumed_run_writes_the_same(data, vocab, 
     """train.n_snapshots: weights at evenly spaced steps under the checkpoint dir; the last is the
     final model; a run killed between snapshots and resumed writes byte-identical snapshots."""
     from mazesearch.model.gpt import load_gpt as load_gpt_
-    from mazesearch.model.train import SNAPSHOTS, snapshot_steps
+    from mazesearch.model.checkpoints import SNAPSHOTS, snapshot_steps
 
     assert snapshot_steps(24, 3) == [0, 8, 16, 24] and snapshot_steps(10, 4) == [0, 2, 5, 8, 10]
     assert snapshot_steps(3, 6) == [0, 1, 2, 3] and snapshot_steps(24, 0) == []

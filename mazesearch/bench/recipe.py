@@ -124,7 +124,8 @@ def _track(checkpoint_dir: Path, p, suites, batches, vocab, opts_of) -> list[dic
 
     from mazesearch.data.tokens import encode
     from mazesearch.model.gpt import load_gpt
-    from mazesearch.model.train import SNAPSHOTS, evaluate_teacher_forced
+    from mazesearch.model.checkpoints import SNAPSHOTS
+    from mazesearch.model.train import evaluate_teacher_forced
 
     tokens = {suite: encode(_suite_mazes(p, batches, suite), vocab, opts_of(suite)) for suite in suites}
     out = []
