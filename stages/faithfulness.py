@@ -36,8 +36,9 @@ def read_head_rows(path: str) -> list[dict[str, str]]:
     loaded so that a bad table fails in a second, not after the slow imports."""
     try:
         rows = list(csv.DictReader(io.StringIO(open(path).read())))
-        for r in rows:
-            r["kind"], r["layer"], r["head"], r["noise"]  # noqa: B018 (a missing column: KeyError)
+        missing = [c for c in ("kind", "layer", "head", "noise") if rows and c not in rows[0]]
+        if missing:
+            raise KeyError(", ".join(missing))
     except (OSError, KeyError, ValueError) as exc:
         raise InputError(path, f"cannot read the head patching table ({exc})", "re-run `dvc repro patching`") from None
     if not rows:
@@ -53,7 +54,7 @@ def ranking_of(path: str, rows: list[dict[str, str]], n_layers: int, n_heads: in
         for r in rows:
             grid = noise.setdefault(r["kind"], np.full((n_layers, n_heads), np.nan))
             grid[int(r["layer"]), int(r["head"])] = float(r["noise"]) if r["noise"] not in ("", "None") else np.nan
-    except (KeyError, ValueError, IndexError) as exc:
+    except (ValueError, IndexError) as exc:  # a layer or head this model does not have, a bad number
         raise InputError(path, f"cannot read the head patching table ({exc})", "re-run `dvc repro patching`") from None
     return head_ranking(list(noise.values()))  # heads without a score rank last, in model order
 
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     from mazesearch.interp import faithfulness as faith
     from mazesearch.interp.intervene import head_means
     from mazesearch.interp.run_inputs import load_inputs
-    from mazesearch.evaluation.rollout import walks_of
+    from mazesearch.evaluation.predict import walks_of
     from mazesearch.interp.steering import rate
     from mazesearch.evaluation.metrics import compute_metrics
     from mazesearch.viz.causal_charts import render_curves

@@ -12,6 +12,7 @@ analysis stage), so the file runs two (the first, the rerun from scratch), runs 
 only up to the stages that read its overrides, and reads the rest from `dvc status`.
 """
 
+import functools
 import os
 import re
 import shutil
@@ -37,11 +38,7 @@ def _run(args, cwd, **kw):
     return proc.stdout + proc.stderr
 
 
-def _repro(repo):
-    return _repro_args(repo)
-
-
-def _repro_args(repo, *args):
+def _repro(repo, *args):
     out = _run([sys.executable, "-m", "dvc", "repro", *args], repo)
     return set(re.findall(r"Running stage '([^']+)'", out)), out
 
@@ -75,14 +72,14 @@ def _restore_params(repo):
     (repo / "params.yaml").write_bytes(committed)
 
 
-_STAGES: dict[Path, frozenset[str]] = {}  # per repo: dvc.yaml never changes within this file
+@functools.cache  # per repo: dvc.yaml never changes within this file
+def _stage_list(repo) -> frozenset[str]:
+    out = _run([sys.executable, "-m", "dvc", "stage", "list", "--names-only"], repo)
+    return frozenset(line.strip() for line in out.splitlines() if line.strip())
 
 
 def _stage_names(repo):
-    if repo not in _STAGES:
-        out = _run([sys.executable, "-m", "dvc", "stage", "list", "--names-only"], repo)
-        _STAGES[repo] = frozenset(line.strip() for line in out.splitlines() if line.strip())
-    return set(_STAGES[repo])
+    return set(_stage_list(repo))
 
 
 @pytest.fixture(scope="module")
@@ -279,15 +276,15 @@ def test_editing_a_library_module_reruns_exactly_its_stages(repo):
     assert _changed(repo) == set()
 
 
-_EDGES: dict[Path, list[tuple[str, str]]] = {}
+@functools.cache
+def _edges(repo) -> tuple[tuple[str, str], ...]:
+    dot = _run([sys.executable, "-m", "dvc", "dag", "--dot"], repo)
+    return tuple(re.findall(r'"([^"]+)" -> "([^"]+)"', dot))
 
 
 def _downstream(repo, changed_stages):
     """Stages reachable from `changed_stages` in the DAG (inclusive), via `dvc dag --dot`."""
-    if repo not in _EDGES:
-        dot = _run([sys.executable, "-m", "dvc", "dag", "--dot"], repo)
-        _EDGES[repo] = re.findall(r'"([^"]+)" -> "([^"]+)"', dot)
-    edges = _EDGES[repo]
+    edges = _edges(repo)
     reach, frontier = set(changed_stages), list(changed_stages)
     while frontier:
         s = frontier.pop()
@@ -401,7 +398,7 @@ def test_dvc_exp_run_overrides_a_key_of_every_family_and_a_rerun_gives_identical
 
     _restore_params(repo)
     shutil.rmtree(repo / "checkpoints", ignore_errors=True)
-    reran, out = _repro_args(repo, "--no-run-cache")
+    reran, out = _repro(repo, "--no-run-cache")
     assert ran <= reran, ran - reran
     rest = sorted(_stage_names(repo) - reran)  # vocab, and any stage whose inputs came out unchanged
     assert "vocab" in rest and "train" not in rest and "steering" in rest

@@ -14,6 +14,7 @@ from helpers import dfs3_token_sets
 from mazesearch.io import InputError
 from mazesearch.model import checkpoints
 from mazesearch.model import train as train_mod
+from mazesearch.model.device import resolve_bf16
 from mazesearch.model.gpt import GPT, ModelConfig
 from mazesearch.params import ModelSpec, TrainSpec
 from mazesearch.model.schedule import lr_at, param_groups
@@ -314,8 +315,8 @@ def test_bf16_auto_follows_the_cpus_native_bf16(monkeypatch, data, vocab, avx512
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
     native = avx512_bf16 or amx
-    assert train_mod.resolve_bf16("auto", "cpu") is native
-    assert train_mod.resolve_bf16(True, "cpu") is True and train_mod.resolve_bf16(False, "cpu") is False
+    assert resolve_bf16("auto", "cpu") is native
+    assert resolve_bf16(True, "cpu") is True and resolve_bf16(False, "cpu") is False
     short = dict(max_steps=3, warmup_steps=1, eval_every=100)
     auto = train(MODEL, spec(bf16="auto", **short), tokens := data[0], data[1], vocab, progress=False)
     same = train(MODEL, spec(bf16=native, **short), tokens, data[1], vocab, progress=False)

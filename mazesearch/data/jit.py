@@ -9,9 +9,9 @@ this module (the kernel files, found by scanning the package for ``mazesearch.da
 imports, plus this file). Editing any kernel file changes the salt, so every kernel is
 recompiled once into a fresh directory; nothing compiled from older sources is ever loaded.
 
-Inside that directory a kernel is filed under its file's place in the package (``data/``) and
-checked against its file's bytes (:class:`PackageCacheLocator`), not under its absolute path as
-numba files it: copies of the same sources elsewhere (a second checkout, the temporary workspace
+Inside that directory a kernel is filed under its file's place in the package (``data/``)
+(:class:`PackageCacheLocator`), not under its absolute path as numba files it, and numba checks
+it against a hash of the file's bytes: copies of the same sources elsewhere (a second checkout, the temporary workspace
 of a queued ``dvc exp run``, a test's temporary repo) load each other's compiled kernels instead
 of spending ~40 s compiling them again.
 
@@ -133,10 +133,10 @@ CACHE_DIR: Path | None = _setup()  # None: no writable cache location, kernels a
 
 
 class PackageCacheLocator(UserProvidedCacheLocator):
-    """numba's locator for a user-set cache directory, with two keys changed for mazesearch's
+    """numba's locator for a user-set cache directory, with one key changed for mazesearch's
     kernels: the path under the salted directory is the kernel file's folder inside the package
-    (``data``), not a hash of its absolute path, and the source stamp is a hash of the file's
-    bytes, whatever numba's own stamp is. Same bytes at another path: same cache entry. A file
+    (``data``), not a hash of its absolute path. numba's own source stamp is already a hash of
+    the file's bytes, so the same bytes at another path load the same cache entry. A file
     outside the package keeps numba's own layout."""
 
     def __init__(self, py_func, py_file):
@@ -146,9 +146,6 @@ class PackageCacheLocator(UserProvidedCacheLocator):
         except ValueError:
             return
         self._cache_path = os.path.join(_numba_config.CACHE_DIR, "package", *folder.parts)
-
-    def get_source_stamp(self):
-        return hashlib.sha256(Path(self._py_file).read_bytes()).hexdigest()
 
 
 @contextlib.contextmanager
