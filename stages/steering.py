@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # the SAE spliced in at its layer, on the mazes the pairs came from (held out from its training)
     from mazesearch.evaluation.metrics import compute_metrics
-    from mazesearch.evaluation.rollout import walks_of
+    from mazesearch.evaluation.predict import walks_of
     from mazesearch.interp.intervene import Intervention, rollout_under_cached
 
     max_new = n * n + n + 1

@@ -305,7 +305,7 @@ def drawn_texts_outside(fig) -> list[str]:
 def test_stages_write_deterministic_reports(run_dir, run, tmp_path, saved_figures):
     import stages.dla
     import stages.logit_lens
-    from mazesearch.evaluation.rollout import predict_forks
+    from mazesearch.evaluation.predict import predict_forks
     from mazesearch.model.gpt import load_gpt
 
     outputs = {stages.logit_lens: ["metrics.json", "details.json", "lens.csv", "lens.png"],

@@ -9,9 +9,8 @@ from helpers import REL_TOL, one_torch_thread, rel_err
 from mazesearch.data.dataset import build_mazes
 from mazesearch.evaluation.metrics import compute_metrics, decision_points
 from mazesearch.model.gpt import GPT, ModelConfig
-from mazesearch.evaluation.rollout import (
-    greedy_rollout, greedy_rollout_cached, predict, predict_forks, predict_paths, teacher_forced_argmax,
-)
+from mazesearch.evaluation.predict import predict, predict_forks, predict_paths
+from mazesearch.evaluation.rollout import greedy_rollout, greedy_rollout_cached, teacher_forced_argmax
 from mazesearch.data.tokens import TokenizerOptions, Vocab, encode
 
 

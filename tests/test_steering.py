@@ -13,7 +13,7 @@ import torch
 from helpers import batch_from_paths, one_torch_thread, rel_err
 from mazesearch.data.maze import edge_index, n_edges
 from mazesearch.data.tokens import Vocab, encode
-from mazesearch.evaluation.rollout import walks_of
+from mazesearch.evaluation.predict import walks_of
 from mazesearch.interp import faithfulness as faith
 from mazesearch.interp import steering
 

@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     from mazesearch.data.dataset import build_mazes
     from mazesearch.evaluation.metrics import compute_metrics
     from mazesearch.model.gpt import GPT, ModelConfig
-    from mazesearch.evaluation.rollout import greedy_rollout, greedy_rollout_cached, predict
+    from mazesearch.evaluation.predict import predict
+    from mazesearch.evaluation.rollout import greedy_rollout, greedy_rollout_cached
     from mazesearch.data.tokens import TokenizerOptions, Vocab, encode
 
     n_mazes, n_ref, repeats, batch_size = (100, 16, 1, 256) if args.quick else (1000, 64, 3, 256)

@@ -119,7 +119,7 @@ def evaluate_suite(model: GPT, batch: MazeBatch, vocab: Vocab, opts: TokenizerOp
     base_metrics = compute_metrics(batch, base_walks, baseline_fork_choices(batch, baseline_seed))
     generated, model_walks, model_metrics = None, None, None
     if feedable:
-        from mazesearch.evaluation.rollout import predict
+        from mazesearch.evaluation.predict import predict
 
         reader = with_context(model, longest).eval()
         with torch.no_grad():

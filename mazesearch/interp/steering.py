@@ -32,7 +32,7 @@ import torch
 from mazesearch.data.maze import MazeBatch
 from mazesearch.data.tokens import TokenBatch
 from mazesearch.evaluation.metrics import Walks, compute_metrics
-from mazesearch.evaluation.rollout import walks_of
+from mazesearch.evaluation.predict import walks_of
 from mazesearch.evaluation.stats import wilson_interval
 from mazesearch.interp.probes import fit_logistic_multilabel, fit_logistic_multinomial, permute_across_mazes
 
