@@ -22,9 +22,11 @@ build/plots_template.html: tools/plots_template.py
 
 install: $(VENV)/.installed build/plots_template.html
 
-# Stages run `python -m stages.<name>`: put the venv first on PATH so that is our python.
+# `dvc repro` with independent stages side by side on every core (mazesearch/repro.py: same
+# outputs and dvc.lock as `dvc repro`). Stages run `python -m stages.<name>`: the venv goes
+# first on PATH so that is our python.
 demo: install
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m mazesearch.repro
 
 # The report's browser test drives Debian's Chromium (tests/test_report_browser.py); Playwright
 # itself comes from PyPI with the test extras and downloads no browser.

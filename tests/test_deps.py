@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Lower layers never import higher ones. viz draws mazes (it needs only data), so every later
 # layer may draw; notebook (the handle on a finished run) reads every stage's files; bench may use
 # everything.
-LAYERS = ("io", "params", "data", "viz", "model", "evaluation", "interp", "report", "notebook", "bench")
+LAYERS = ("io", "params", "data", "viz", "model", "evaluation", "interp", "report", "notebook", "bench", "repro")
 
 
 def _module_file(module: str, root: Path = ROOT) -> Path | None:
