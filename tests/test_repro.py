@@ -197,6 +197,10 @@ def test_a_parallel_repro_equals_dvc_repro_and_leaves_nothing_to_do(tmp_path):
     assert (parallel / "d.txt").read_text() == "ba1Ca1"
     below = _parallel(parallel, "-f", "--downstream", "c")  # c and what is below it, forced
     assert below.returncode == 0 and "2 of 2 stages launched" in below.stdout, below.stdout
+    alone = _parallel(parallel, "-f", "-s", "d", "a")  # the targets only, a before d (not adjacent)
+    assert alone.returncode == 0 and "2 of 2 stages launched" in alone.stdout, alone.stdout
+    lines = alone.stdout.splitlines()
+    assert lines.index(next(x for x in lines if "done   a" in x)) < lines.index(next(x for x in lines if "start  d" in x))
 
 
 def test_a_failing_stage_exits_1_and_names_its_log(tmp_path):
