@@ -24,6 +24,15 @@ def single_thread_torch(maze_tokens):
         yield
 
 
+@pytest.fixture(scope="session")
+def notebook_run_dir(tmp_path_factory):
+    """The tiny trained run of tests/notebook_fixtures.py, built once per worker for every
+    tests/test_notebook_*.py file (they take it as ``run_dir``)."""
+    from notebook_fixtures import build_run
+
+    return build_run(tmp_path_factory.mktemp("notebook_run"))
+
+
 @pytest.fixture
 def saved_figures(monkeypatch):
     """Every matplotlib Figure saved while the test runs, in order (the PNGs are still written),

@@ -7,7 +7,7 @@ origin, every step is correct and ``<PATH_END>`` follows the target, so the firs
 that fails is *the* first error, and a path has none exactly when it is exact.
 
 :func:`first_wrong_step` is plain numpy on cells (checked on hand-built mazes and against
-networkx, tests/test_notebook.py); :class:`mazesearch.notebook.Run` adds the token positions.
+networkx, tests/test_notebook_failures.py); :class:`mazesearch.notebook.Run` adds the token positions.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A stage's numbers as its files hold them: the headline metrics and the details beside them.
 
 ``stage_results(root, "dla")`` reads ``reports/dla/metrics.json`` and ``reports/dla/details.json``.
-The paths per stage are dvc.yaml's (tests/test_notebook.py checks this table against it).
+The paths per stage are dvc.yaml's (tests/test_notebook_results.py checks this table against it).
 """
 
 from __future__ import annotations

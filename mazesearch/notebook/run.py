@@ -200,7 +200,7 @@ class Run:
         """The model's own greedy continuation of maze i's prompt, ``<PATH_END>`` included when it
         wrote one: ``int64 [k]``. Stage evaluate's ``predicted_tokens`` when the handle has the
         suite's predictions (the data of :meth:`failures` and the report), else :meth:`generate`'s
-        (the same tokens: tests/test_notebook.py)."""
+        (the same tokens: tests/test_notebook_failures.py)."""
         i = self._index(i)
         row = self._prediction_at(i)
         if row is not None:
@@ -246,7 +246,7 @@ class Run:
         ``apply_ln=True`` runs each layer through the real ``ln_final`` module (its own mean and
         scale, then ``ln_final.w`` and ``ln_final.b``), so nothing is multiplied in by hand; this
         is :func:`mazesearch.interp.lens.lens_logits`, stage logit_lens' decoding (``b_U`` is
-        zero: our models have no unembedding bias). tests/test_notebook.py checks it against the
+        zero: our models have no unembedding bias). tests/test_notebook_results.py checks it against the
         hook-free model layer by layer on a checkpoint whose ``ln_final.w`` is far from 1.
         """
         _, cache = self.run_with_cache(i, own=own, names_filter=lens_hooks(self.model.cfg.n_layers))
