@@ -23,10 +23,10 @@ build/plots_template.html: tools/plots_template.py
 install: $(VENV)/.installed build/plots_template.html
 
 # `dvc repro` with independent stages side by side on every core (mazesearch/repro.py: same
-# outputs and dvc.lock as `dvc repro`). Stages run `python -m stages.<name>`: the venv goes
-# first on PATH so that is our python.
+# outputs and dvc.lock as `dvc repro`). The runner puts its own interpreter's folder first on
+# PATH, so the stages' `python -m stages.<name>` is the venv's python.
 demo: install
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m mazesearch.repro
+	$(BIN)/python -m mazesearch.repro
 
 # The report's browser test drives Debian's Chromium (tests/test_report_browser.py); Playwright
 # itself comes from PyPI with the test extras and downloads no browser.

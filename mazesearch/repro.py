@@ -88,8 +88,10 @@ def schedule(plan: Plan, jobs: int, launch: Callable[[str], Process],
     The first failure stops new launches; the stages running then are waited for."""
     priority = plan.downstream_counts()
     rank = {s: i for i, s in enumerate(plan.order)}
+    claims = {s: min(plan.cores[s], jobs) for s in plan.order}
     pending = set(plan.order)
     finished: set[str] = set()
+    launched: set[str] = set()
     running: dict[str, tuple[Process, float]] = {}
     out = Outcome()
     start = clock()
@@ -113,16 +115,15 @@ def schedule(plan: Plan, jobs: int, launch: Callable[[str], Process],
                 report(f"{stamp()} done   {stage} {out.seconds[stage]:.1f} s")
         if out.failed is not None:
             pending.clear()
-        launched = set(out.launched)
         ready = sorted((s for s in pending if plan.upstream[s] <= finished),
                        key=lambda s: (-priority[s], rank[s]))
-        busy = sum(plan.cores[s] for s in running)
+        busy = sum(claims[s] for s in running)
         for stage in ready:
             if stage not in plan.changed and not (plan.upstream[stage] & launched):
                 pending.discard(stage)  # up to date, and nothing above it will run
                 finished.add(stage)
                 continue
-            claim = min(plan.cores[stage], jobs)
+            claim = claims[stage]
             if busy + claim > jobs:
                 break  # keep the order: a wide stage is not overtaken by narrow ones forever
             pending.discard(stage)
@@ -143,21 +144,13 @@ def _claim(stage) -> int:
     """Largest ``num_threads`` among the params the stage lists (1 if none)."""
     from dvc.dependency.param import ParamsDependency
 
-    def threads(value) -> list[int]:
-        if isinstance(value, dict):
-            return [t for k, v in value.items() for t in
-                    ([v] if k == "num_threads" and isinstance(v, int) else threads(v))]
-        return []
+    def threads(params: dict) -> list[int]:  # keys may be dotted ("evaluate.num_threads") or sections
+        return [t for key, value in params.items() for t in
+                ([value] if key.rsplit(".", 1)[-1] == "num_threads" and isinstance(value, int)
+                 else threads(value) if isinstance(value, dict) else [])]
 
-    found = [1]
-    for dep in stage.deps:
-        if isinstance(dep, ParamsDependency):
-            for key, value in dep.read_params().items():
-                if key.split(".")[-1] == "num_threads" and isinstance(value, int):
-                    found.append(value)
-                else:
-                    found.extend(threads(value))
-    return max(found)
+    return max([1] + [t for dep in stage.deps if isinstance(dep, ParamsDependency)
+                      for t in threads(dep.read_params())])
 
 
 def plan_from_repo(root: str | Path, targets: list[str], force: bool, downstream: bool = False,
@@ -179,10 +172,11 @@ def plan_from_repo(root: str | Path, targets: list[str], force: bool, downstream
             return [by_name[target]] if target in by_name else collect_stages(repo, [target])
 
         stages = [s for t in targets for s in resolve(t)] if targets else None
-        order_stages = plan_repro(graph, stages, downstream=downstream)
         if single_item and stages:
             chosen = set(stages)
             order_stages = [s for s in plan_repro(graph, stages) if s in chosen]
+        else:
+            order_stages = plan_repro(graph, stages, downstream=downstream)
         order = [s.addressing for s in order_stages]
         in_plan = set(order)
         upstream = {s.addressing: {u.addressing for u in nx.descendants(graph, s)} & in_plan for s in order_stages}
@@ -192,6 +186,10 @@ def plan_from_repo(root: str | Path, targets: list[str], force: bool, downstream
     return Plan(order, upstream, cores, changed)
 
 
+def log_path(log_dir: Path, stage: str) -> Path:
+    return log_dir / f"{stage.replace('/', '_')}.log"
+
+
 def _launcher(root: Path, dvc_args: list[str], log_dir: Path) -> Callable[[str], subprocess.Popen]:
     dvc = [sys.executable, "-m", "dvc"]
     # The stages' commands say `python -m stages.<name>`: this interpreter's folder goes first
@@ -199,7 +197,7 @@ def _launcher(root: Path, dvc_args: list[str], log_dir: Path) -> Callable[[str],
     env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 
     def launch(stage: str) -> subprocess.Popen:
-        with (log_dir / f"{stage.replace('/', '_')}.log").open("w") as log:
+        with log_path(log_dir, stage).open("w") as log:
             return subprocess.Popen([*dvc, "--wait-for-lock", "repro", "--single-item", *dvc_args, stage],
                                     cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env)
 
@@ -261,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     outcome = schedule(plan, args.jobs, _launcher(root, ["-f"] if args.force else [], log_dir),
                        report=lambda line: print(line, flush=True))
     if outcome.failed is not None:
-        log = log_dir / f"{outcome.failed.replace('/', '_')}.log"
+        log = log_path(log_dir, outcome.failed)
         print(_tail(log), file=sys.stderr)
         print(f"error: stage {outcome.failed} failed (exit {outcome.returncode}); its log: {log}", file=sys.stderr)
         return 1

@@ -4,6 +4,9 @@ sys.path, since tests/ is not a package)."""
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -22,6 +25,17 @@ def tiny(**overrides):
 
     base = dict(d_model=32, n_layers=2, n_heads=4, d_head=8, d_mlp=64, n_ctx=200, d_vocab=len(VOCAB))
     return ModelConfig(**{**base, **overrides})
+
+
+def subprocess_env(pythonpath: Path | None = None) -> dict:
+    """The environment for a `dvc` or stage subprocess: this interpreter's folder first on PATH
+    (stages run `python -m stages.<name>`), DVC's analytics off, and PYTHONPATH when given (a
+    temporary repo's own code)."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               DVC_NO_ANALYTICS="1")
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    return env
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 # Lower layers never import higher ones. viz draws mazes (it needs only data), so every later
 # layer may draw; notebook (the handle on a finished run) reads every stage's files; bench may use
-# everything.
+# everything; repro (the pipeline runner) sits on top.
 LAYERS = ("io", "params", "data", "viz", "model", "evaluation", "interp", "report", "notebook", "bench", "repro")
 
 

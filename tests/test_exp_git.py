@@ -11,7 +11,6 @@ stages that `-S datasets.test.seed` and a refused `-S probes.C=-1` touch), so it
 """
 
 import hashlib
-import os
 import re
 import shutil
 import subprocess
@@ -21,15 +20,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import subprocess_env
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 pytestmark = pytest.mark.e2e
 
 
 def _sh(cmd: str, repo: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               PYTHONPATH=str(repo), DVC_NO_ANALYTICS="1")
-    proc = subprocess.run(["bash", "-c", cmd], cwd=repo, env=env, capture_output=True, text=True)
+    proc = subprocess.run(["bash", "-c", cmd], cwd=repo, env=subprocess_env(repo), capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc

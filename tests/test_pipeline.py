@@ -13,7 +13,6 @@ only up to the stages that read its overrides, and reads the rest from `dvc stat
 """
 
 import functools
-import os
 import re
 import shutil
 import subprocess
@@ -23,16 +22,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import subprocess_env
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
 
 
 def _run(args, cwd, **kw):
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["PYTHONPATH"] = str(cwd)
-    env["DVC_NO_ANALYTICS"] = "1"
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, **kw)
+    proc = subprocess.run(args, cwd=cwd, env=subprocess_env(cwd), capture_output=True, text=True, **kw)
     if proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc.stdout + proc.stderr
@@ -200,8 +197,7 @@ def test_plots_are_drawn_once_each_with_fields_their_data_has(repo):
     import json
 
     _repro(repo)  # a no-op after the tests above; run alone, this test starts from a fresh repo
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
-    proc = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json"], cwd=repo, env=env,
+    proc = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json"], cwd=repo, env=subprocess_env(),
                           capture_output=True, text=True, check=True)
     shown = json.loads(proc.stdout)  # warnings go to stderr
     assert plot_problems(shown) == []
@@ -423,8 +419,7 @@ def test_a_bad_value_stops_the_run_before_any_output_is_touched(repo, command):
     _commit(repo, "before a bad value")
     before = _outputs(repo)
     assert len(before) > 50 and (repo / "data" / "params_valid.txt").exists()
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               PYTHONPATH=str(repo), DVC_NO_ANALYTICS="1")
+    env = subprocess_env(repo)
     if command == "exp run":
         args = [sys.executable, "-m", "dvc", "exp", "run", "-S", "datasets.train.grid_n=1"]
     else:

@@ -7,7 +7,6 @@ DVC remote; the target `evaluate@test` (generate, vocab, tokenize, train, evalua
 """
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,21 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from helpers import subprocess_env
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = "evaluate@test"
 pytestmark = pytest.mark.e2e
 
 
-def _env(cwd) -> dict:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["PYTHONPATH"] = str(cwd)
-    env["DVC_NO_ANALYTICS"] = "1"
-    return env
-
-
 def _run(args, cwd, **kw) -> str:
-    proc = subprocess.run(args, cwd=cwd, env=_env(cwd), capture_output=True, text=True, **kw)
+    proc = subprocess.run(args, cwd=cwd, env=subprocess_env(cwd), capture_output=True, text=True, **kw)
     if proc.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, args))} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc.stdout + proc.stderr

@@ -7,7 +7,6 @@ against a sequential ``dvc repro`` of a copy of it (same outputs, same ``dvc.loc
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
+from helpers import subprocess_env
 from mazesearch.repro import Plan, schedule
 
 
@@ -87,6 +87,16 @@ def test_independent_one_core_stages_overlap_and_the_core_budget_holds():
     assert max(b for _, b in intervals.values()) < sum(b - a for a, b in intervals.values())
 
 
+def test_a_wide_stage_never_shares_the_cores_with_a_ready_sibling():
+    edges = [("root", "wide"), ("root", "n1"), ("root", "n2"), ("root", "n3")]
+    cores = {"root": 1, "wide": 2, "n1": 1, "n2": 1, "n3": 1}
+    _, intervals, _ = run(edges, cores, duration={"wide": 10})
+    w0, w1 = intervals["wide"]
+    assert all(not (a < w1 and w0 < b) for s, (a, b) in intervals.items() if s != "wide")
+    n = sorted(intervals[s] for s in ("n1", "n2", "n3"))
+    assert any(a < d and c < b for (a, b), (c, d) in zip(n, n[1:]))  # the narrow ones pair up
+
+
 def test_one_job_runs_the_stages_one_at_a_time():
     _, intervals, _ = run(DIAMOND, DIAMOND_CORES, jobs=1)
     spans = sorted(intervals.values())
@@ -151,7 +161,7 @@ stages:
 
 def _repo(path: Path) -> Path:
     path.mkdir()
-    env = _env()
+    env = subprocess_env()
     for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         subprocess.run(cmd, cwd=path, check=True, env=env)
     (path / "dvc.yaml").write_text(PIPELINE)
@@ -160,15 +170,8 @@ def _repo(path: Path) -> Path:
     return path
 
 
-def _env() -> dict:
-    bin_dir = str(Path(sys.executable).parent)
-    return dict(os.environ, PATH=os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
-                DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-                GIT_COMMITTER_EMAIL="t@t")
-
-
 def _parallel(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mazesearch.repro", *args], cwd=repo, env=_env(),
+    return subprocess.run([sys.executable, "-m", "mazesearch.repro", *args], cwd=repo, env=subprocess_env(),
                           capture_output=True, text=True, timeout=300)
 
 
@@ -181,11 +184,11 @@ def test_a_parallel_repro_equals_dvc_repro_and_leaves_nothing_to_do(tmp_path):
     done = _parallel(parallel, "-j", "2")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "4 of 4 stages launched" in done.stdout
-    subprocess.run([sys.executable, "-m", "dvc", "repro", "-q"], cwd=sequential, env=_env(), check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "repro", "-q"], cwd=sequential, env=subprocess_env(), check=True)
     for name in ("a.txt", "b.txt", "c.txt", "d.txt", "dvc.lock"):
         assert (parallel / name).read_bytes() == (sequential / name).read_bytes(), name
     assert (parallel / "d.txt").read_text() == "ba1ca1"
-    status = subprocess.run([sys.executable, "-m", "dvc", "status", "-q"], cwd=parallel, env=_env())
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", "-q"], cwd=parallel, env=subprocess_env())
     assert status.returncode == 0  # -q: exit 0 only when nothing changed
     again = _parallel(parallel)
     assert again.returncode == 0 and "up to date" in again.stdout
